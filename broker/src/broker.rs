@@ -1,0 +1,341 @@
+//! The broker: follows the metadata store's topics and assignments, runs a
+//! partition task for every partition assigned to it (after taking its write
+//! lease), and validates produce requests before handing them to the task.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use sluice_log::{PartitionKey, VolumeSet, paths};
+use sluice_metadata::records::{self, Assignment, TopicRecord};
+use sluice_metadata::{Compare, MetadataStore, Op, WatchEvent, keys};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BrokerConfig, PartitionConfig};
+use crate::error::BrokerError;
+use crate::partition::machine::{AckMode, Appended, ProduceBatches, WriteRejected};
+use crate::partition::{PartitionHandle, ProduceFailure, ViewReceiver};
+
+/// `/sluice/leases/<topic>/<p>`: the write lease a broker holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Lease {
+    broker: u64,
+    epoch: u64,
+}
+
+/// A broker process's write path.
+#[derive(Debug)]
+pub struct Broker {
+    id: u64,
+    config: BrokerConfig,
+    volumes: VolumeSet,
+    metadata: Arc<dyn MetadataStore>,
+    state: Mutex<State>,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    topics: HashMap<String, TopicRecord>,
+    partitions: HashMap<PartitionKey, PartitionHandle>,
+}
+
+impl Broker {
+    /// Starts following the metadata store; partitions assigned to `id` start
+    /// as their assignments are seen.
+    pub async fn start(
+        id: u64,
+        config: BrokerConfig,
+        volumes: VolumeSet,
+        metadata: Arc<dyn MetadataStore>,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let broker = Arc::new(Self {
+            id,
+            config,
+            volumes,
+            metadata,
+            state: Mutex::default(),
+            cancel: CancellationToken::new(),
+        });
+        let watch = broker.metadata.watch(&format!("{}/", keys::ROOT)).await?;
+        // Topics before assignments, whatever the key order.
+        let (topics, others): (Vec<_>, Vec<_>) = watch
+            .initial
+            .into_iter()
+            .partition(|(k, _)| keys::parse_topic(k).is_some());
+        for (key, value) in topics.into_iter().chain(others) {
+            broker.apply(WatchEvent::Put { key, value }).await;
+        }
+        let follower = Arc::clone(&broker);
+        let mut events = watch.events;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = follower.cancel.cancelled() => break,
+                    event = events.recv() => match event {
+                        Some(event) => follower.apply(event).await,
+                        None => break,
+                    },
+                }
+            }
+        });
+        Ok(broker)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn volumes(&self) -> &VolumeSet {
+        &self.volumes
+    }
+
+    /// Validates `records` (one or more RecordBatch v2) and appends them.
+    pub async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        ack: AckMode,
+    ) -> Result<Appended, BrokerError> {
+        let (writer, max_batch_bytes) = {
+            let state = self.lock();
+            let record = state
+                .topics
+                .get(topic)
+                .ok_or_else(|| BrokerError::UnknownTopic {
+                    topic: topic.to_owned(),
+                })?;
+            check_partition(topic, partition, record.partitions)?;
+            let handle = state
+                .partitions
+                .get(&PartitionKey::new(topic, partition))
+                .ok_or_else(|| BrokerError::NotOwner {
+                    topic: topic.to_owned(),
+                    partition,
+                })?;
+            let max = record
+                .config
+                .max_batch_bytes
+                .unwrap_or(self.config.max_batch_bytes);
+            (handle.writer(), max)
+        };
+        let batches = validate(topic, records, max_batch_bytes)?;
+        writer
+            .produce(batches, ack)
+            .await
+            .map_err(|failure| match failure {
+                ProduceFailure::Rejected(WriteRejected::Fenced { by_epoch }) => {
+                    BrokerError::Fenced {
+                        topic: topic.to_owned(),
+                        partition,
+                        by_epoch,
+                    }
+                }
+                ProduceFailure::Rejected(WriteRejected::Stopped) | ProduceFailure::Gone => {
+                    BrokerError::ShuttingDown {
+                        topic: topic.to_owned(),
+                        partition,
+                    }
+                }
+            })
+    }
+
+    /// The visible log of a partition this broker writes.
+    pub fn view(&self, key: &PartitionKey) -> Option<ViewReceiver> {
+        self.lock().partitions.get(key).map(PartitionHandle::view)
+    }
+
+    /// The partition count of a topic, as this broker knows it.
+    pub fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.lock().topics.get(topic).map(|t| t.partitions)
+    }
+
+    /// Stops every partition, answering waiting producers.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        let handles: Vec<PartitionHandle> =
+            self.lock().partitions.drain().map(|(_, h)| h).collect();
+        futures::future::join_all(handles.into_iter().map(PartitionHandle::stop)).await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Never held across an await; a panic elsewhere cannot leave it torn.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn apply(&self, event: WatchEvent) {
+        let result = match event {
+            WatchEvent::Put { key, value } => {
+                if let Some(topic) = keys::parse_topic(&key) {
+                    records::decode::<TopicRecord>(&key, "a topic", &value.value)
+                        .map(|record| self.topic_put(topic, record))
+                } else if let Some((topic, partition)) = keys::parse_assignment(&key) {
+                    match records::decode::<Assignment>(&key, "an assignment", &value.value) {
+                        Ok(assignment) => {
+                            self.assignment_put(
+                                PartitionKey::new(topic, partition),
+                                assignment,
+                                &key,
+                                value.version,
+                            )
+                            .await;
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+            WatchEvent::Delete { key } => {
+                if let Some(topic) = keys::parse_topic(&key) {
+                    self.topic_deleted(topic).await;
+                } else if let Some((topic, partition)) = keys::parse_assignment(&key) {
+                    self.stop_partition(&PartitionKey::new(topic, partition))
+                        .await;
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "ignoring a metadata value this broker cannot read");
+        }
+    }
+
+    fn topic_put(&self, topic: &str, record: TopicRecord) {
+        self.lock().topics.insert(topic.to_owned(), record);
+    }
+
+    async fn assignment_put(
+        &self,
+        key: PartitionKey,
+        assignment: Assignment,
+        assignment_key: &str,
+        version: u64,
+    ) {
+        let current = self.lock().partitions.get(&key).map(|h| h.epoch);
+        if assignment.broker != self.id {
+            self.stop_partition(&key).await;
+            return;
+        }
+        if current == Some(assignment.epoch) {
+            return;
+        }
+        self.stop_partition(&key).await;
+        let topic = self.lock().topics.get(&key.topic).cloned();
+        let Some(topic) = topic else {
+            tracing::warn!(partition = %key, "assignment for a topic this broker has not seen; waiting for it");
+            return;
+        };
+        // Step 1: take the write lease for this epoch, only if the assignment
+        // is still the one seen.
+        let lease = Lease {
+            broker: self.id,
+            epoch: assignment.epoch,
+        };
+        let taken = self
+            .metadata
+            .txn(
+                vec![Compare::Version(assignment_key.to_owned(), version)],
+                vec![Op::Put {
+                    key: format!("{}/leases/{}/{}", keys::ROOT, key.topic, key.partition),
+                    value: records::encode(&lease),
+                }],
+            )
+            .await;
+        match taken {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(partition = %key, epoch = assignment.epoch, "assignment changed before the lease was taken");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(partition = %key, error = %e, "could not take the write lease");
+                return;
+            }
+        }
+        let config = PartitionConfig::resolve(&self.config, &topic.config);
+        tracing::info!(partition = %key, epoch = assignment.epoch, "took the write lease; recovering");
+        let handle = PartitionHandle::spawn(
+            key.clone(),
+            topic.id.clone(),
+            assignment.epoch,
+            config,
+            self.volumes.clone(),
+        );
+        self.lock().partitions.insert(key, handle);
+    }
+
+    async fn stop_partition(&self, key: &PartitionKey) {
+        let handle = self.lock().partitions.remove(key);
+        if let Some(handle) = handle {
+            handle.stop().await;
+        }
+    }
+
+    /// Stops the topic's partitions and deletes their data on every volume.
+    async fn topic_deleted(&self, topic: &str) {
+        let removed = self.lock().topics.remove(topic);
+        let doomed: Vec<PartitionKey> = self
+            .lock()
+            .partitions
+            .keys()
+            .filter(|k| k.topic == topic)
+            .cloned()
+            .collect();
+        for key in &doomed {
+            self.stop_partition(key).await;
+        }
+        let Some(record) = removed else { return };
+        for partition in 0..record.partitions {
+            let key = PartitionKey::new(topic, partition);
+            for volume in self.volumes.all() {
+                if let Err(e) = volume.delete_prefix(&paths::partition_dir(&key)).await {
+                    tracing::warn!(partition = %key, volume = %volume.url(), error = %e, "deleting a deleted topic's data failed");
+                }
+            }
+        }
+        tracing::info!(topic, "deleted topic data");
+    }
+}
+
+fn check_partition(topic: &str, partition: u32, partitions: u32) -> Result<(), BrokerError> {
+    if partition >= partitions {
+        return Err(BrokerError::PartitionOutOfRange {
+            topic: topic.to_owned(),
+            partition,
+            partitions,
+        });
+    }
+    Ok(())
+}
+
+/// Checks every batch (CRC, lengths, size limit) and copies the request into
+/// one buffer the partition can write offsets into. Nothing is stored unless
+/// every batch is valid.
+fn validate(
+    topic: &str,
+    records: Bytes,
+    max_batch_bytes: u32,
+) -> Result<ProduceBatches, BrokerError> {
+    let slices = sluice_record::split_batches(records.clone())?;
+    if slices.is_empty() {
+        return Err(BrokerError::EmptyRequest);
+    }
+    for slice in &slices {
+        if slice.bytes.len() > max_batch_bytes as usize {
+            return Err(BrokerError::BatchTooLarge {
+                topic: topic.to_owned(),
+                position: slice.position,
+                size: slice.bytes.len(),
+                max: max_batch_bytes,
+            });
+        }
+    }
+    Ok(ProduceBatches {
+        data: BytesMut::from(&records[..]),
+        batches: slices.into_iter().map(|s| (s.position, s.header)).collect(),
+    })
+}

@@ -1,0 +1,327 @@
+//! One conformance test body, run against every kind of volume: local directory, `file://`, `memory://`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_storage::{SegmentLayout, StorageError, Volume, open_volume};
+
+const SEGMENT: &str = "orders/0/00000000000000000000-1.log";
+const CHECKPOINTS: &str = "orders/0/checkpoint";
+
+fn bufs(parts: &[&'static [u8]]) -> Vec<Bytes> {
+    parts.iter().map(|part| Bytes::from_static(part)).collect()
+}
+
+/// The contract every volume must keep. Each section leaves the volume as it found it.
+async fn conformance(volume: Arc<dyn Volume>) {
+    segments(&volume).await;
+    empty_segment(&volume).await;
+    checkpoints(&volume).await;
+    concurrent_checkpoints(&volume).await;
+    listing_and_deletes(&volume).await;
+}
+
+/// Reads every sub-range of the segment and compares it with `expected`.
+async fn check_all_ranges(volume: &Arc<dyn Volume>, layout: &SegmentLayout, expected: &[u8]) {
+    let len = expected.len() as u64;
+    assert_eq!(layout.len(), len);
+    for start in 0..=len {
+        for end in start..=len {
+            let got = volume
+                .read_segment(SEGMENT, layout, start..end)
+                .await
+                .unwrap_or_else(|error| panic!("read {start}..{end} of {layout:?}: {error}"));
+            assert_eq!(
+                &got[..],
+                &expected[start as usize..end as usize],
+                "{start}..{end}"
+            );
+        }
+    }
+    let inverted = std::ops::Range { start: 3, end: 2 };
+    for range in [0..len + 1, len..len + 1, len + 5..len + 9, inverted] {
+        let error = volume
+            .read_segment(SEGMENT, layout, range.clone())
+            .await
+            .expect_err("out of bounds");
+        assert!(
+            matches!(error, StorageError::OutOfBounds { len: l, .. } if l == len),
+            "{range:?}: {error}"
+        );
+    }
+}
+
+async fn segments(volume: &Arc<dyn Volume>) {
+    let mut writer = volume
+        .create_segment(SEGMENT)
+        .await
+        .expect("create segment");
+    assert!(writer.layout().is_empty());
+    let mut expected = Vec::new();
+    let appends: [&[&'static [u8]]; 4] = [
+        &[b"hello ", b"world"],
+        &[b"!", b"", b"abc"],
+        &[],
+        &[b"x", b"yz", b"0123"],
+    ];
+    let mut layout = writer.layout();
+    for append in appends {
+        layout = writer.append(bufs(append)).await.expect("append");
+        for part in append {
+            expected.extend_from_slice(part);
+        }
+        assert_eq!(layout.len(), expected.len() as u64);
+        assert_eq!(writer.layout(), layout);
+        // What an append returned is readable at once, by anyone holding the layout.
+        let got = volume
+            .read_segment(SEGMENT, &layout, 0..layout.len())
+            .await
+            .expect("read");
+        assert_eq!(&got[..], &expected[..]);
+    }
+    check_all_ranges(volume, &layout, &expected).await;
+
+    let again = volume
+        .create_segment(SEGMENT)
+        .await
+        .expect_err("second create");
+    assert!(
+        matches!(again, StorageError::AlreadyExists { .. }),
+        "{again}"
+    );
+
+    let sealed = writer.seal().await.expect("seal");
+    assert_eq!(sealed, layout);
+
+    let merged = volume.merge_segment(SEGMENT, &sealed).await.expect("merge");
+    assert_eq!(merged.len(), sealed.len());
+    match &sealed {
+        SegmentLayout::Chunks { lens } => {
+            assert_eq!(lens, &vec![11, 4, 7]);
+            assert_eq!(merged, SegmentLayout::Object { len: 22 });
+        }
+        other => assert_eq!(&merged, other),
+    }
+    check_all_ranges(volume, &merged, &expected).await;
+    // Merging again (as after a crash before the checkpoint) is accepted.
+    assert_eq!(
+        volume
+            .merge_segment(SEGMENT, &sealed)
+            .await
+            .expect("merge again"),
+        merged
+    );
+
+    volume
+        .delete_chunks(SEGMENT, &sealed)
+        .await
+        .expect("delete chunks");
+    volume
+        .delete_chunks(SEGMENT, &sealed)
+        .await
+        .expect("delete chunks twice");
+    check_all_ranges(volume, &merged, &expected).await;
+    assert_eq!(
+        volume.list("orders/0").await.expect("list"),
+        vec![SEGMENT.to_owned()]
+    );
+    if let SegmentLayout::Chunks { .. } = sealed {
+        let gone = volume
+            .read_segment(SEGMENT, &sealed, 0..1)
+            .await
+            .expect_err("chunks gone");
+        assert!(matches!(gone, StorageError::NotFound { .. }), "{gone}");
+    }
+    let taken = volume
+        .create_segment(SEGMENT)
+        .await
+        .expect_err("create over merged");
+    assert!(
+        matches!(taken, StorageError::AlreadyExists { .. }),
+        "{taken}"
+    );
+
+    volume.delete(SEGMENT).await.expect("delete segment");
+    assert!(volume.list("orders").await.expect("list").is_empty());
+}
+
+async fn empty_segment(volume: &Arc<dyn Volume>) {
+    let path = "orders/0/00000000000000000100-2.log";
+    let writer = volume.create_segment(path).await.expect("create");
+    let sealed = writer.seal().await.expect("seal");
+    assert!(sealed.is_empty());
+    let got = volume
+        .read_segment(path, &sealed, 0..0)
+        .await
+        .expect("empty read");
+    assert!(got.is_empty());
+    let merged = volume.merge_segment(path, &sealed).await.expect("merge");
+    assert!(merged.is_empty());
+    volume
+        .delete_chunks(path, &sealed)
+        .await
+        .expect("delete chunks");
+    volume.delete(path).await.expect("delete");
+}
+
+async fn checkpoints(volume: &Arc<dyn Volume>) {
+    let path = format!("{CHECKPOINTS}/00000000000000000001");
+    volume
+        .put_if_absent(&path, Bytes::from_static(b"one"))
+        .await
+        .expect("first put");
+    let fenced = volume
+        .put_if_absent(&path, Bytes::from_static(b"two"))
+        .await
+        .expect_err("second put");
+    assert!(
+        matches!(fenced, StorageError::AlreadyExists { .. }),
+        "{fenced}"
+    );
+    assert!(!fenced.is_retriable());
+    assert_eq!(
+        volume.get(&path).await.expect("get"),
+        Bytes::from_static(b"one")
+    );
+
+    let missing = volume
+        .get(&format!("{CHECKPOINTS}/00000000000000000002"))
+        .await;
+    assert!(
+        matches!(missing, Err(StorageError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    volume.delete(&path).await.expect("delete");
+    let deleted = volume.get(&path).await;
+    assert!(
+        matches!(deleted, Err(StorageError::NotFound { .. })),
+        "{deleted:?}"
+    );
+    volume.delete(&path).await.expect("delete absent");
+}
+
+async fn concurrent_checkpoints(volume: &Arc<dyn Volume>) {
+    let path = format!("{CHECKPOINTS}/00000000000000000007");
+    let tasks: Vec<_> = (0..16)
+        .map(|writer| {
+            let volume = Arc::clone(volume);
+            let path = path.clone();
+            tokio::spawn(async move {
+                let content = Bytes::from(format!("checkpoint from writer {writer}"));
+                (content.clone(), volume.put_if_absent(&path, content).await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (content, result) = task.await.expect("task");
+        match result {
+            Ok(()) => winners.push(content),
+            Err(StorageError::AlreadyExists { .. }) => {}
+            Err(error) => panic!("unexpected error: {error}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer must win the fence");
+    assert_eq!(volume.get(&path).await.expect("get"), winners[0]);
+    assert_eq!(
+        volume.list(CHECKPOINTS).await.expect("list"),
+        vec![path.clone()]
+    );
+    volume.delete(&path).await.expect("delete");
+}
+
+async fn listing_and_deletes(volume: &Arc<dyn Volume>) {
+    let keys = [
+        "orders/0/checkpoint/00000000000000000003",
+        "orders/0/checkpoint/00000000000000000001",
+        "orders/0/00000000000000000000-1.idx",
+        "orders/0/checkpoint/00000000000000000002",
+        "orders/01/checkpoint/00000000000000000001",
+        "payments/0/checkpoint/00000000000000000001",
+    ];
+    for key in keys {
+        volume
+            .put_if_absent(key, Bytes::from(key))
+            .await
+            .expect("put");
+    }
+    assert_eq!(
+        volume.list(CHECKPOINTS).await.expect("list"),
+        vec![
+            "orders/0/checkpoint/00000000000000000001",
+            "orders/0/checkpoint/00000000000000000002",
+            "orders/0/checkpoint/00000000000000000003",
+        ]
+    );
+    assert_eq!(
+        volume.list("orders/0").await.expect("list"),
+        vec![
+            "orders/0/00000000000000000000-1.idx",
+            "orders/0/checkpoint/00000000000000000001",
+            "orders/0/checkpoint/00000000000000000002",
+            "orders/0/checkpoint/00000000000000000003",
+        ]
+    );
+    let mut all: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
+    all.sort();
+    assert_eq!(volume.list("").await.expect("list all"), all);
+    assert!(
+        volume
+            .list("orders/0/check")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(volume.list("nothing/here").await.expect("list").is_empty());
+    assert!(volume.list(keys[0]).await.expect("list a file").is_empty());
+
+    volume.delete(keys[0]).await.expect("delete");
+    assert_eq!(volume.list(CHECKPOINTS).await.expect("list").len(), 2);
+
+    volume
+        .delete_prefix("orders/0")
+        .await
+        .expect("delete prefix");
+    assert!(volume.list("orders/0").await.expect("list").is_empty());
+    assert_eq!(
+        volume.list("").await.expect("list"),
+        vec![
+            "orders/01/checkpoint/00000000000000000001",
+            "payments/0/checkpoint/00000000000000000001",
+        ]
+    );
+    volume
+        .delete_prefix("orders/0")
+        .await
+        .expect("delete missing prefix");
+    assert!(
+        volume.delete_prefix("").await.is_err(),
+        "the whole volume is never deleted"
+    );
+    volume.delete_prefix("orders").await.expect("delete prefix");
+    volume
+        .delete_prefix("payments")
+        .await
+        .expect("delete prefix");
+    assert!(volume.list("").await.expect("list").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_directory_volume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().join("volume").display().to_string();
+    conformance(open_volume(&url).await.expect("open")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn object_store_local_filesystem_volume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("file://{}", dir.path().join("volume").display());
+    conformance(open_volume(&url).await.expect("open")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn object_store_in_memory_volume() {
+    conformance(open_volume("memory://conformance").await.expect("open")).await;
+}
