@@ -1,1 +1,71 @@
-fn main() {}
+//! `sluice`: one binary for every role and every client verb.
+//!
+//! Errors end the process with one line on stderr and a non-zero exit code.
+
+mod bench;
+mod client;
+mod consume;
+mod produce;
+mod standalone;
+mod topic;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a cloud-native message queue with compute and storage separated"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every role in one process, on an embedded metadata store and local storage.
+    Standalone(standalone::Args),
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(topic::Command),
+    /// Produce one message per line of standard input.
+    Produce(produce::Args),
+    /// Print messages' values, one per line.
+    Consume(consume::Args),
+    /// Measure produce or consume throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Standalone(args) => standalone::run(args).await,
+            Command::Topic(command) => topic::run(command).await,
+            Command::Produce(args) => produce::run(args).await,
+            Command::Consume(args) => consume::run(args).await,
+            Command::Bench(command) => bench::run(command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", client::one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,12 @@
-//! placeholder
+//! The Sluice controller: creates and deletes topics and assigns each
+//! partition to a broker with an epoch that increases on every move. All of
+//! its state is in the metadata store (DESIGN.md, "Controller").
+//!
+//! Standalone runs it in-process with one broker; cluster mode (etcd, leader
+//! election, rebalancing) builds on the same [`TopicAdmin`].
+
+mod error;
+mod topics;
+
+pub use error::AdminError;
+pub use topics::{TopicAdmin, TopicInfo, validate_topic_name};

@@ -1,1 +1,14 @@
-//! placeholder
+//! The Sluice proxy: the endpoint clients talk to. It routes produce to the
+//! broker that owns the partition and serves fetch itself, from storage, with
+//! long-poll woken by the partition's checkpoints (DESIGN.md, "Read path").
+//!
+//! A request's path: `grpc/produce.rs` → [`Backend::produce`] → the broker;
+//! `grpc/fetch.rs` → `fetch.rs` (long-poll) → `sluice_log::read`.
+
+mod backend;
+mod error;
+pub mod fetch;
+pub mod grpc;
+
+pub use backend::{Backend, LocalBackend};
+pub use grpc::{AdminService, SluiceService};

@@ -1,0 +1,165 @@
+//! `sluice bench produce`: many concurrent produce requests, each one
+//! pre-built record batch (the server writes offsets into its own copy), so
+//! the client does no per-message work while measuring.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use rand::RngCore;
+use sluice_proto::v1;
+use sluice_record::{BatchBuilder, Compression};
+
+use crate::client::{ServerArgs, data_client};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[arg(long, default_value = "bench")]
+    topic: String,
+    /// Partitions of the topic (created if it does not exist).
+    #[arg(long, default_value_t = 8)]
+    partitions: u32,
+    #[arg(long, default_value_t = 1024)]
+    message_size: usize,
+    /// Messages to send in all.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// durable or buffer.
+    #[arg(long, default_value = "durable", value_parser = ["durable", "buffer"])]
+    acks: String,
+    /// Messages per record batch (one batch per request).
+    #[arg(long, default_value_t = 128)]
+    batch_messages: usize,
+    /// Requests in flight per partition.
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// gRPC connections to spread requests over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Limit the send rate to this many MB/s (default: as fast as possible).
+    #[arg(long)]
+    rate_mb: Option<f64>,
+    #[arg(long, default_value = "none")]
+    compression: Compression,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    ensure_topic(&args).await?;
+    let batch = build_batch(&args)?;
+    let batch_bytes = (args.batch_messages * args.message_size) as u64;
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        channels.push(args.server.channel().await?);
+    }
+    let remaining = Arc::new(AtomicU64::new(
+        args.messages.div_ceil(args.batch_messages as u64),
+    ));
+    let workers = (args.partitions as usize * args.in_flight).max(1);
+    // Each worker paces itself to its share of the rate.
+    let interval = args
+        .rate_mb
+        .map(|rate| Duration::from_secs_f64(batch_bytes as f64 / (rate * 1e6 / workers as f64)));
+    let acks = if args.acks == "buffer" {
+        v1::AckMode::Buffer
+    } else {
+        v1::AckMode::Durable
+    };
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..workers {
+        let mut client = data_client(channels[worker % channels.len()].clone());
+        let (remaining, batch, topic) = (Arc::clone(&remaining), batch.clone(), args.topic.clone());
+        let partition = (worker % args.partitions as usize) as u32;
+        tasks.spawn(async move {
+            let mut latencies = Histogram::<u64>::new(3)?;
+            let mut sent = 0u64;
+            while remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until((started + interval * sent as u32).into()).await;
+                }
+                let request = v1::ProduceRequest {
+                    topic: topic.clone(),
+                    target: Some(v1::produce_request::Target::Partition(partition)),
+                    records: batch.clone(),
+                    acks: acks as i32,
+                };
+                let begin = Instant::now();
+                client.produce(request).await.context("produce failed")?;
+                latencies.record(begin.elapsed().as_micros() as u64)?;
+                sent += 1;
+            }
+            anyhow::Ok((sent, latencies))
+        });
+    }
+    let mut latencies = Histogram::<u64>::new(3)?;
+    let mut batches = 0u64;
+    while let Some(result) = tasks.join_next().await {
+        let (sent, histogram) = result??;
+        batches += sent;
+        latencies.add(histogram)?;
+    }
+    let elapsed = started.elapsed();
+    let messages = batches * args.batch_messages as u64;
+    let bytes = messages * args.message_size as u64;
+    println!(
+        "produce: {messages} messages of {} bytes in {:.2} s, acks={}: {:.0} messages/s, {:.1} MB/s; latency ms p50 {:.2} p99 {:.2} p999 {:.2} max {:.2}",
+        args.message_size,
+        elapsed.as_secs_f64(),
+        args.acks,
+        messages as f64 / elapsed.as_secs_f64(),
+        super::mb_per_s(bytes, elapsed),
+        latencies.value_at_quantile(0.5) as f64 / 1000.0,
+        latencies.value_at_quantile(0.99) as f64 / 1000.0,
+        latencies.value_at_quantile(0.999) as f64 / 1000.0,
+        latencies.max() as f64 / 1000.0,
+    );
+    Ok(())
+}
+
+async fn ensure_topic(args: &Args) -> anyhow::Result<()> {
+    let mut admin = args.server.admin().await?;
+    let request = v1::CreateTopicRequest {
+        name: args.topic.clone(),
+        partitions: args.partitions,
+        config: None,
+    };
+    match admin.create_topic(request).await {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+            let topic = admin
+                .describe_topic(v1::DescribeTopicRequest {
+                    name: args.topic.clone(),
+                })
+                .await?
+                .into_inner();
+            anyhow::ensure!(
+                topic.partitions.len() as u32 >= args.partitions,
+                "topic {} has {} partitions, fewer than --partitions {}",
+                args.topic,
+                topic.partitions.len(),
+                args.partitions
+            );
+            Ok(())
+        }
+        Err(status) => Err(status.into()),
+    }
+}
+
+fn build_batch(args: &Args) -> anyhow::Result<Bytes> {
+    let mut builder = BatchBuilder::new(args.compression);
+    let mut value = vec![0u8; args.message_size];
+    let now = sluice_log::now_ms();
+    for _ in 0..args.batch_messages.max(1) {
+        rand::rng().fill_bytes(&mut value);
+        builder.push(now, None, Some(&value), &[])?;
+    }
+    Ok(builder.build()?)
+}

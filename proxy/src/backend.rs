@@ -1,0 +1,66 @@
+//! Where a proxy sends writes and finds partitions' visible logs. In
+//! standalone both are the in-process broker ([`LocalBackend`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sluice_broker::partition::ViewReceiver;
+use sluice_broker::{AckMode, Appended, Broker, BrokerError};
+use sluice_log::{PartitionKey, VolumeSet};
+
+/// The brokers, as a proxy sees them.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Appends record batches to a partition through its owner.
+    async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        ack: AckMode,
+    ) -> Result<Appended, BrokerError>;
+    /// The partition count of a topic, `None` if the topic is unknown.
+    fn partition_count(&self, topic: &str) -> Option<u32>;
+    /// The visible log of a partition, updated on every checkpoint.
+    fn view(&self, key: &PartitionKey) -> Option<ViewReceiver>;
+    /// The storage volumes segments may live on.
+    fn volumes(&self) -> &VolumeSet;
+}
+
+/// The broker of this very process.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    broker: Arc<Broker>,
+}
+
+impl LocalBackend {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+#[async_trait]
+impl Backend for LocalBackend {
+    async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        ack: AckMode,
+    ) -> Result<Appended, BrokerError> {
+        self.broker.produce(topic, partition, records, ack).await
+    }
+
+    fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.broker.partition_count(topic)
+    }
+
+    fn view(&self, key: &PartitionKey) -> Option<ViewReceiver> {
+        self.broker.view(key)
+    }
+
+    fn volumes(&self) -> &VolumeSet {
+        self.broker.volumes()
+    }
+}

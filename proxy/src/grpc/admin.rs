@@ -1,0 +1,184 @@
+//! `sluice.v1.Admin`: topic administration. Topic records and assignments
+//! come from the controller's [`TopicAdmin`]; partition states (offsets,
+//! segments) from the partitions' current views.
+
+use std::sync::Arc;
+
+use sluice_controller::{TopicAdmin, TopicInfo};
+use sluice_log::PartitionKey;
+use sluice_metadata::records::TopicConfig;
+use sluice_proto::v1;
+use tonic::{Request, Response, Status};
+
+use crate::Backend;
+use crate::error::ProxyError;
+
+/// Topic administration over gRPC.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    admin: TopicAdmin,
+    backend: Arc<dyn Backend>,
+    /// Brokers new partitions are assigned to.
+    brokers: Vec<u64>,
+    /// Server defaults, shown where a topic sets nothing.
+    defaults: TopicConfig,
+}
+
+impl AdminService {
+    pub fn new(
+        admin: TopicAdmin,
+        backend: Arc<dyn Backend>,
+        brokers: Vec<u64>,
+        defaults: TopicConfig,
+    ) -> Self {
+        Self {
+            admin,
+            backend,
+            brokers,
+            defaults,
+        }
+    }
+
+    pub fn into_server(self) -> v1::admin_server::AdminServer<Self> {
+        v1::admin_server::AdminServer::new(self)
+    }
+
+    fn describe(&self, info: TopicInfo) -> v1::TopicDescription {
+        let partitions = info
+            .assignments
+            .iter()
+            .enumerate()
+            .map(|(partition, assignment)| {
+                let partition = partition as u32;
+                let view = self
+                    .backend
+                    .view(&PartitionKey::new(info.name.as_str(), partition))
+                    .and_then(|v| v.borrow().clone());
+                let mut description = v1::PartitionDescription {
+                    partition,
+                    broker: assignment.map_or(0, |a| a.broker),
+                    epoch: assignment.map_or(0, |a| a.epoch),
+                    ..Default::default()
+                };
+                if let Some(view) = view {
+                    description.start_offset = view.log_start_offset;
+                    description.end_offset = view.high_watermark;
+                    description.segments = view
+                        .segments
+                        .iter()
+                        .map(|s| v1::SegmentDescription {
+                            base_offset: s.meta.base_offset,
+                            end_offset: s.meta.end_offset,
+                            bytes: s.meta.len(),
+                            volume: s.meta.volume.clone(),
+                            sealed: s.meta.sealed,
+                            max_timestamp: s.meta.max_timestamp,
+                        })
+                        .collect();
+                }
+                description
+            })
+            .collect();
+        v1::TopicDescription {
+            name: info.name,
+            id: info.record.id,
+            config: Some(to_proto(&effective(&info.record.config, &self.defaults))),
+            partitions,
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::admin_server::Admin for AdminService {
+    async fn create_topic(
+        &self,
+        request: Request<v1::CreateTopicRequest>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        let request = request.into_inner();
+        let config = request.config.as_ref().map(from_proto).unwrap_or_default();
+        self.admin
+            .create_topic(
+                &request.name,
+                request.partitions,
+                config,
+                &self.brokers,
+                sluice_log::now_ms(),
+            )
+            .await
+            .map_err(ProxyError::from)?;
+        let info = self
+            .admin
+            .describe_topic(&request.name)
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(Response::new(self.describe(info)))
+    }
+
+    async fn list_topics(
+        &self,
+        _request: Request<v1::ListTopicsRequest>,
+    ) -> Result<Response<v1::ListTopicsResponse>, Status> {
+        let topics = self.admin.list_topics().await.map_err(ProxyError::from)?;
+        let topics = topics
+            .into_iter()
+            .map(|(name, record)| v1::TopicSummary {
+                name,
+                partitions: record.partitions,
+            })
+            .collect();
+        Ok(Response::new(v1::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<v1::DescribeTopicRequest>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        let info = self
+            .admin
+            .describe_topic(&request.into_inner().name)
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(Response::new(self.describe(info)))
+    }
+
+    async fn delete_topic(
+        &self,
+        request: Request<v1::DeleteTopicRequest>,
+    ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
+        self.admin
+            .delete_topic(&request.into_inner().name)
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(Response::new(v1::DeleteTopicResponse {}))
+    }
+}
+
+fn from_proto(config: &v1::TopicConfig) -> TopicConfig {
+    TopicConfig {
+        retention_ms: config.retention_ms,
+        retention_bytes: config.retention_bytes,
+        segment_bytes: config.segment_bytes,
+        segment_ms: config.segment_ms,
+        max_batch_bytes: config.max_batch_bytes,
+    }
+}
+
+fn to_proto(config: &TopicConfig) -> v1::TopicConfig {
+    v1::TopicConfig {
+        retention_ms: config.retention_ms,
+        retention_bytes: config.retention_bytes,
+        segment_bytes: config.segment_bytes,
+        segment_ms: config.segment_ms,
+        max_batch_bytes: config.max_batch_bytes,
+    }
+}
+
+fn effective(topic: &TopicConfig, defaults: &TopicConfig) -> TopicConfig {
+    TopicConfig {
+        retention_ms: topic.retention_ms.or(defaults.retention_ms),
+        retention_bytes: topic.retention_bytes.or(defaults.retention_bytes),
+        segment_bytes: topic.segment_bytes.or(defaults.segment_bytes),
+        segment_ms: topic.segment_ms.or(defaults.segment_ms),
+        max_batch_bytes: topic.max_batch_bytes.or(defaults.max_batch_bytes),
+    }
+}
