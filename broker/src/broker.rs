@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sluice_log::{PartitionKey, VolumeSet, paths};
 use sluice_metadata::records::{self, Assignment, TopicRecord};
 use sluice_metadata::{Compare, MetadataStore, Op, WatchEvent, keys};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerConfig, PartitionConfig};
@@ -32,6 +33,8 @@ pub struct Broker {
     volumes: VolumeSet,
     metadata: Arc<dyn MetadataStore>,
     state: Mutex<State>,
+    /// Bumped whenever a partition task starts or stops.
+    partitions_changed: watch::Sender<u64>,
     cancel: CancellationToken,
 }
 
@@ -56,6 +59,7 @@ impl Broker {
             volumes,
             metadata,
             state: Mutex::default(),
+            partitions_changed: watch::Sender::new(0),
             cancel: CancellationToken::new(),
         });
         let watch = broker.metadata.watch(&format!("{}/", keys::ROOT)).await?;
@@ -145,6 +149,25 @@ impl Broker {
     /// The visible log of a partition this broker writes.
     pub fn view(&self, key: &PartitionKey) -> Option<ViewReceiver> {
         self.lock().partitions.get(key).map(PartitionHandle::view)
+    }
+
+    /// Waits until the partition runs here and has recovered, or `timeout`
+    /// passes. Returns whether it is ready.
+    pub async fn wait_ready(&self, key: &PartitionKey, timeout: std::time::Duration) -> bool {
+        let wait = async {
+            let mut changes = self.partitions_changed.subscribe();
+            loop {
+                if let Some(mut view) = self.view(key) {
+                    if view.wait_for(Option::is_some).await.is_ok() {
+                        return;
+                    }
+                }
+                if changes.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
     }
 
     /// The partition count of a topic, as this broker knows it.
@@ -266,12 +289,14 @@ impl Broker {
             self.volumes.clone(),
         );
         self.lock().partitions.insert(key, handle);
+        self.partitions_changed.send_modify(|n| *n += 1);
     }
 
     async fn stop_partition(&self, key: &PartitionKey) {
         let handle = self.lock().partitions.remove(key);
         if let Some(handle) = handle {
             handle.stop().await;
+            self.partitions_changed.send_modify(|n| *n += 1);
         }
     }
 

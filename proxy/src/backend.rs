@@ -2,6 +2,7 @@
 //! standalone both are the in-process broker ([`LocalBackend`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -26,6 +27,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn view(&self, key: &PartitionKey) -> Option<ViewReceiver>;
     /// The storage volumes segments may live on.
     fn volumes(&self) -> &VolumeSet;
+    /// Waits until the partition accepts writes and serves reads, up to `timeout`.
+    async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool;
 }
 
 /// The broker of this very process.
@@ -62,5 +65,9 @@ impl Backend for LocalBackend {
 
     fn volumes(&self) -> &VolumeSet {
         self.broker.volumes()
+    }
+
+    async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool {
+        self.broker.wait_ready(key, timeout).await
     }
 }

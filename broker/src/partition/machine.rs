@@ -167,6 +167,8 @@ struct OpenSegment {
 #[derive(Debug)]
 enum InFlight {
     Flush {
+        /// Retried with the next flush if this one fails: the seal may not have happened.
+        seal: Option<SealJob>,
         data: Vec<Bytes>,
         batches: Vec<BatchMeta>,
         end_offset: i64,
@@ -217,6 +219,8 @@ pub struct PartitionMachine<W> {
     doomed: Vec<SegmentMeta>,
     /// Merged segments whose chunks go once a checkpoint names the merged object.
     merged: Vec<SegmentMeta>,
+    /// Epoch of the owner that fenced this one (when `Phase::Fenced`).
+    fenced_by: u64,
     /// Attempts at a new segment at the same offset under this epoch.
     attempt: u32,
     failures: u32,
@@ -248,6 +252,7 @@ impl<W> PartitionMachine<W> {
             dirty: false,
             doomed: Vec::new(),
             merged: Vec::new(),
+            fenced_by: epoch,
             attempt: 0,
             failures: 0,
             retry_at: None,
@@ -301,6 +306,8 @@ impl<W> PartitionMachine<W> {
     /// the (offset, byte length) up to which its batches re-verified; the
     /// segment is sealed there. The returned actions save checkpoint `n + 1`
     /// under this epoch, which fences the previous writer.
+    /// A checkpoint saved under a newer epoch means this owner is stale: it
+    /// is fenced at once ([`Action::Stop`]) and saves nothing.
     pub fn recover(
         &mut self,
         found: Option<Checkpoint>,
@@ -308,6 +315,13 @@ impl<W> PartitionMachine<W> {
         now: Now,
     ) -> Vec<Action<W>> {
         let mut actions = Vec::new();
+        if let Some(found) = found.as_ref().filter(|c| c.epoch > self.epoch) {
+            // A newer owner already took over: saving over its log would fence it.
+            self.phase = Phase::Fenced;
+            self.fenced_by = found.epoch;
+            actions.push(Action::Stop);
+            return actions;
+        }
         if let Some(found) = found {
             self.next_offset = found.high_watermark;
             let mut segments = found.segments.clone();
@@ -409,7 +423,11 @@ impl<W> PartitionMachine<W> {
     /// When the task should call [`tick`](Self::tick) next.
     pub fn next_deadline(&self) -> Option<Instant> {
         let flush = match (&self.in_flight, self.buffered_since) {
-            (None, Some(since)) => Some(since + self.config.flush_interval),
+            // During a backoff nothing is flushed before the retry.
+            (None, Some(since)) => {
+                let due = since + self.config.flush_interval;
+                Some(self.retry_at.map_or(due, |at| due.max(at)))
+            }
             _ => None,
         };
         [flush, self.retry_at, self.next_retention_check]
@@ -422,6 +440,7 @@ impl<W> PartitionMachine<W> {
     pub fn flush_done(&mut self, result: Result<Flushed, String>, now: Now) -> Vec<Action<W>> {
         let mut actions = Vec::new();
         let Some(InFlight::Flush {
+            seal,
             data,
             batches,
             end_offset,
@@ -459,6 +478,11 @@ impl<W> PartitionMachine<W> {
                 if let Some(open) = self.open.take() {
                     self.abandon(open);
                 }
+                // A flush that carried a seal wrote to a new segment, so the
+                // abandoned one set no seal of its own: retry this seal.
+                if seal.is_some() {
+                    self.pending_seal = seal;
+                }
                 self.attempt += 1;
                 self.failures += 1;
                 let mut restored = data;
@@ -489,6 +513,8 @@ impl<W> PartitionMachine<W> {
             Ok(SaveOutcome::Saved) => {
                 self.failures = 0;
                 self.phase = Phase::Writing;
+                // The first retention check is due now, even if nothing is ever written.
+                self.next_retention_check.get_or_insert(now.instant);
                 let high_watermark = checkpoint.high_watermark;
                 if checkpoint.sequence % checkpoint_prune_every() == 0 {
                     actions.push(Action::PruneCheckpoints(checkpoint.sequence));
@@ -504,10 +530,26 @@ impl<W> PartitionMachine<W> {
                         actions.push(Action::Reply(done.waiter, Ok(done.appended)));
                     }
                 }
-                if !self.doomed.is_empty() {
-                    actions.push(Action::DeleteSegments(std::mem::take(&mut self.doomed)));
+                // A checkpoint built before retention or a merge still
+                // references what they replaced: delete only what this one does not.
+                let referenced = |name: &str, layout: Option<&SegmentLayout>| {
+                    self.saved
+                        .segments
+                        .iter()
+                        .any(|s| s.name == name && layout.is_none_or(|l| *l == s.layout))
+                };
+                let (doomed, still_referenced): (Vec<_>, Vec<_>) = std::mem::take(&mut self.doomed)
+                    .into_iter()
+                    .partition(|s| !referenced(&s.name, None));
+                self.doomed = still_referenced;
+                if !doomed.is_empty() {
+                    actions.push(Action::DeleteSegments(doomed));
                 }
-                for merged in std::mem::take(&mut self.merged) {
+                let (merged, still_referenced): (Vec<_>, Vec<_>) = std::mem::take(&mut self.merged)
+                    .into_iter()
+                    .partition(|s| !referenced(&s.name, Some(&s.layout)));
+                self.merged = still_referenced;
+                for merged in merged {
                     actions.push(Action::DeleteChunks(merged));
                 }
                 self.check_roll(now.ms);
@@ -515,6 +557,7 @@ impl<W> PartitionMachine<W> {
             }
             Ok(SaveOutcome::Fenced { by_epoch }) => {
                 self.phase = Phase::Fenced;
+                self.fenced_by = by_epoch;
                 let rejection = WriteRejected::Fenced { by_epoch };
                 for waiter in self.waiters.drain(..) {
                     actions.push(Action::Reply(waiter.waiter, Err(rejection.clone())));
@@ -535,7 +578,11 @@ impl<W> PartitionMachine<W> {
 
     /// A sealed segment was merged into one object with `layout`.
     pub fn merge_done(&mut self, name: &str, layout: SegmentLayout) {
-        if let Some(segment) = self.sealed.iter_mut().find(|s| s.name == name) {
+        if let Some(segment) = self
+            .sealed
+            .iter_mut()
+            .find(|s| s.name == name && s.layout != layout)
+        {
             let mut old = segment.clone();
             segment.layout = layout;
             old.sealed = true;
@@ -554,7 +601,7 @@ impl<W> PartitionMachine<W> {
 
     fn rejection(&self) -> WriteRejected {
         WriteRejected::Fenced {
-            by_epoch: self.epoch,
+            by_epoch: self.fenced_by,
         }
     }
 
@@ -639,6 +686,7 @@ impl<W> PartitionMachine<W> {
         self.buffer_bytes = 0;
         self.buffered_since = None;
         self.in_flight = Some(InFlight::Flush {
+            seal: seal.clone(),
             data: data.clone(),
             batches,
             end_offset: self.next_offset,
@@ -771,3 +819,7 @@ fn backoff(failures: u32) -> Duration {
 fn checkpoint_prune_every() -> u64 {
     64
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

@@ -83,7 +83,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .is_ok()
             {
                 if let Some(interval) = interval {
-                    tokio::time::sleep_until((started + interval * sent as u32).into()).await;
+                    // Workers are staggered over the interval: a steady load, not bursts.
+                    let slot = sent as f64 + worker as f64 / workers as f64;
+                    tokio::time::sleep_until((started + interval.mul_f64(slot)).into()).await;
                 }
                 let request = v1::ProduceRequest {
                     topic: topic.clone(),

@@ -13,6 +13,9 @@ use tonic::{Request, Response, Status};
 use crate::Backend;
 use crate::error::ProxyError;
 
+/// How long CreateTopic waits for the new partitions to be ready.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Topic administration over gRPC.
 #[derive(Debug, Clone)]
 pub struct AdminService {
@@ -106,6 +109,14 @@ impl v1::admin_server::Admin for AdminService {
             )
             .await
             .map_err(ProxyError::from)?;
+        // Answer once the topic is usable, so a produce right after create works.
+        for partition in 0..request.partitions {
+            let key = PartitionKey::new(request.name.as_str(), partition);
+            if !self.backend.wait_ready(&key, READY_TIMEOUT).await {
+                tracing::warn!(partition = %key, "created, but not ready within {READY_TIMEOUT:?}");
+                break;
+            }
+        }
         let info = self
             .admin
             .describe_topic(&request.name)

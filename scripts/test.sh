@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of Sluice on a fresh machine: installs what the tests need,
+# builds the sluice binary the system tests start, then runs all tests.
+#
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh -E 'test(durab)'   # extra arguments go to cargo-nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# protoc comes from the protoc-bin-vendored crate, so nothing to install for
+# code generation. Later issues add servers (etcd, S3, HDFS) here.
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if ((${#need_apt[@]})); then
+  log "installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+log "checking formatting"
+cargo fmt --all -- --check
+
+log "building the sluice binary for the system tests"
+cargo build --bin sluice
+
+log "running every test"
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc
