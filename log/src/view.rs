@@ -128,8 +128,8 @@ impl SegmentView {
             .index
             .get_or_try_init(|| async {
                 let path = paths::segment_index(key, &self.meta.name);
-                let volume = volumes.get(&self.meta.volume)?;
-                let bytes = volume.get(&path).await?;
+                // Indexes live on the home volume (docs/design-notes.md).
+                let bytes = volumes.home()?.get(&path).await?;
                 SparseIndex::decode(&path, &bytes).map(Arc::new)
             })
             .await?;

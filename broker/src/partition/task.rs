@@ -306,19 +306,23 @@ async fn seal(
 ) -> Result<(), sluice_log::LogError> {
     if writer.as_ref().is_some_and(|w| w.name == job.name) {
         if let Some(open) = writer.take() {
-            open.writer.seal().await?;
+            // Everything the checkpoints reference is durable already; a
+            // failing close (its volume may be the one failing) changes nothing.
+            if let Err(e) = open.writer.seal().await {
+                tracing::warn!(partition = %key, segment = %job.name, error = %e, "closing a sealed segment failed");
+            }
         }
     }
-    let volume = Arc::clone(volumes.get(&job.volume)?);
-    match volume
-        .put_if_absent(&paths::segment_index(key, &job.name), job.index)
-        .await
-    {
+    // The index goes to the home volume, which must be healthy anyway for
+    // checkpoints: sealing never depends on a failing data volume.
+    let home = volumes.home()?;
+    match home.put_if_absent(&paths::segment_index(key, &job.name), job.index).await {
         // Same name, same epoch, same content: an earlier attempt wrote it.
         Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     if let SegmentLayout::Chunks { .. } = job.layout {
+        let volume = Arc::clone(volumes.get(&job.volume)?);
         let path = paths::segment(key, &job.name);
         let key = key.clone();
         tokio::spawn(async move {
@@ -363,9 +367,10 @@ async fn delete_segments(key: &PartitionKey, volumes: &VolumeSet, segments: Vec<
         let result = async {
             volume.delete_chunks(&data, &segment.layout).await?;
             volume.delete(&data).await?;
-            volume
-                .delete(&paths::segment_index(key, &segment.name))
-                .await
+            match volumes.home() {
+                Ok(home) => home.delete(&paths::segment_index(key, &segment.name)).await,
+                Err(_) => Ok(()),
+            }
         }
         .await;
         match result {
