@@ -36,7 +36,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -54,7 +57,14 @@ async fn a_full_volume_fails_over_without_losing_acknowledged_messages() -> anyh
     // to either at random.
     let server = Standalone::start(
         &root.path().join("standalone"),
-        &["--volume", &healthy_url, "--volume", &small_url, "--segment-bytes", "65536"],
+        &[
+            "--volume",
+            &healthy_url,
+            "--volume",
+            &small_url,
+            "--segment-bytes",
+            "65536",
+        ],
     )?;
     server.create_topic("spread", 1, None).await?;
     let mut client = server.data().await?;
@@ -62,11 +72,15 @@ async fn a_full_volume_fails_over_without_losing_acknowledged_messages() -> anyh
     // 12 MiB in 4 KiB messages: far more than the tmpfs holds.
     let mut acknowledged = Vec::new();
     let value = |i: u32| format!("message-{i:06}-").repeat(240).into_bytes();
+    // Current timestamps: age-based retention would delete segments of old ones.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     for request in 0..384u32 {
         let mut builder = BatchBuilder::new(Compression::None);
         let ids: Vec<u32> = (request * 8..request * 8 + 8).collect();
         for id in &ids {
-            builder.push(0, None, Some(&value(*id)), &[])?;
+            builder.push(now_ms, None, Some(&value(*id)), &[])?;
         }
         let produce = v1::ProduceRequest {
             topic: "spread".into(),
@@ -86,7 +100,11 @@ async fn a_full_volume_fails_over_without_losing_acknowledged_messages() -> anyh
     );
     let records = read_all(&mut client, "spread", 0, 0).await?;
     let offsets: Vec<i64> = records.iter().map(|(offset, _)| *offset).collect();
-    assert_eq!(offsets, (0..acknowledged.len() as i64).collect::<Vec<_>>(), "offsets must be contiguous from 0");
+    assert_eq!(
+        offsets,
+        (0..acknowledged.len() as i64).collect::<Vec<_>>(),
+        "offsets must be contiguous from 0"
+    );
     for (id, (_, stored)) in acknowledged.iter().zip(&records) {
         assert_eq!(stored, &value(*id), "message {id} differs");
     }
@@ -95,10 +113,19 @@ async fn a_full_volume_fails_over_without_losing_acknowledged_messages() -> anyh
     let description = server
         .admin()
         .await?
-        .describe_topic(v1::DescribeTopicRequest { name: "spread".into() })
+        .describe_topic(v1::DescribeTopicRequest {
+            name: "spread".into(),
+        })
         .await?
         .into_inner();
-    let volumes: std::collections::BTreeSet<String> = description.partitions[0].segments.iter().map(|s| s.volume.clone()).collect();
-    assert!(volumes.contains(&small_url) && volumes.contains(&healthy_url), "segments on {volumes:?}");
+    let volumes: std::collections::BTreeSet<String> = description.partitions[0]
+        .segments
+        .iter()
+        .map(|s| s.volume.clone())
+        .collect();
+    assert!(
+        volumes.contains(&small_url) && volumes.contains(&healthy_url),
+        "segments on {volumes:?}"
+    );
     Ok(())
 }
