@@ -81,13 +81,27 @@ pub async fn offset_for_timestamp(
     volumes: &VolumeSet,
     timestamp: i64,
 ) -> Result<Option<(i64, i64)>, LogError> {
-    let Some(segment) = view
+    // A segment's max timestamp can overstate its records (recovery cuts a
+    // segment back and keeps it): when one holds no match, try the next.
+    let candidates = view
         .segments
         .iter()
-        .find(|s| s.meta.max_timestamp >= timestamp && !s.meta.is_empty())
-    else {
-        return Ok(None);
-    };
+        .filter(|s| s.meta.max_timestamp >= timestamp && !s.meta.is_empty());
+    for segment in candidates {
+        if let Some(found) = scan_for_timestamp(view, volumes, segment, timestamp).await? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
+/// The first record of `segment` at or after `timestamp`, if any.
+async fn scan_for_timestamp(
+    view: &PartitionView,
+    volumes: &VolumeSet,
+    segment: &SegmentView,
+    timestamp: i64,
+) -> Result<Option<(i64, i64)>, LogError> {
     let index = segment.index(&view.key, volumes).await?;
     let mut position = index.lookup_timestamp(timestamp).map_or(0, |e| e.position);
     let len = segment.meta.len();

@@ -306,6 +306,7 @@ impl<W> PartitionMachine<W> {
     /// the (offset, byte length) up to which its batches re-verified; the
     /// segment is sealed there. The returned actions save checkpoint `n + 1`
     /// under this epoch, which fences the previous writer.
+    ///
     /// A checkpoint saved under a newer epoch means this owner is stale: it
     /// is fenced at once ([`Action::Stop`]) and saves nothing.
     pub fn recover(

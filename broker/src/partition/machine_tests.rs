@@ -960,9 +960,12 @@ fn buffer_only_data_is_flushed_at_flush_bytes() {
     let mut cfg = config();
     cfg.flush_bytes = 2 * one.len() as u64;
     let mut d = Driver::writing(cfg);
-    assert_eq!(d.produce(&[one.clone()], AckMode::Buffer, 1), ["Reply"]);
     assert_eq!(
-        d.produce(&[one.clone()], AckMode::Buffer, 2),
+        d.produce(std::slice::from_ref(&one), AckMode::Buffer, 1),
+        ["Reply"]
+    );
+    assert_eq!(
+        d.produce(std::slice::from_ref(&one), AckMode::Buffer, 2),
         ["Reply", "Flush"]
     );
     assert_eq!(total_len(&d.pending_flush().data), 2 * one.len() as u64);
@@ -1054,7 +1057,7 @@ fn index_entries_continue_across_flushes_at_the_interval() {
 fn a_failed_first_write_starts_over_in_a_segment_with_a_new_name() {
     let mut d = Driver::writing(config());
     let data = batch(2, 0);
-    d.produce(&[data.clone()], AckMode::Durable, 1);
+    d.produce(std::slice::from_ref(&data), AckMode::Durable, 1);
     let first = d.pending_flush().clone();
     assert!(d.flush_err().is_empty());
     assert!(d.replies.is_empty());
@@ -1740,10 +1743,10 @@ fn the_buffer_is_full_at_max_buffer_bytes_in_flight_included() {
     cfg.max_buffer_bytes = 2 * one.len() as u64;
     let mut d = Driver::writing(cfg);
     assert!(!d.machine.is_full());
-    d.produce(&[one.clone()], AckMode::Buffer, 1);
+    d.produce(std::slice::from_ref(&one), AckMode::Buffer, 1);
     assert_eq!(d.machine.buffered_bytes(), one.len() as u64);
     assert!(!d.machine.is_full());
-    d.produce(&[one.clone()], AckMode::Durable, 2);
+    d.produce(std::slice::from_ref(&one), AckMode::Durable, 2);
     // Both are now in flight and still count.
     assert!(d.pending_flush().data.len() == 2);
     assert_eq!(d.machine.buffered_bytes(), 2 * one.len() as u64);
@@ -1757,8 +1760,8 @@ fn the_buffer_is_full_at_max_buffer_bytes_in_flight_included() {
 fn a_failed_flush_keeps_its_bytes_counted() {
     let one = batch(1, 0);
     let mut d = Driver::writing(config());
-    d.produce(&[one.clone()], AckMode::Durable, 1);
-    d.produce(&[one.clone()], AckMode::Buffer, 2);
+    d.produce(std::slice::from_ref(&one), AckMode::Durable, 1);
+    d.produce(std::slice::from_ref(&one), AckMode::Buffer, 2);
     d.flush_err();
     assert_eq!(d.machine.buffered_bytes(), 2 * one.len() as u64);
 }
