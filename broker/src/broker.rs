@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use sluice_log::{PartitionKey, VolumeSet, paths};
+use sluice_log::{PartitionKey, VolumeSet};
 use sluice_metadata::records::{self, Assignment, TopicRecord};
 use sluice_metadata::{Compare, MetadataStore, Op, WatchEvent, keys};
 use tokio::sync::watch;
@@ -313,13 +313,13 @@ impl Broker {
         for key in &doomed {
             self.stop_partition(key).await;
         }
-        let Some(record) = removed else { return };
-        for partition in 0..record.partitions {
-            let key = PartitionKey::new(topic, partition);
-            for volume in self.volumes.all() {
-                if let Err(e) = volume.delete_prefix(&paths::partition_dir(&key)).await {
-                    tracing::warn!(partition = %key, volume = %volume.url(), error = %e, "deleting a deleted topic's data failed");
-                }
+        if removed.is_none() {
+            return;
+        }
+        // Topic names cannot hold '/', so the topic's directory is its own.
+        for volume in self.volumes.all() {
+            if let Err(e) = volume.delete_prefix(topic).await {
+                tracing::warn!(topic, volume = %volume.url(), error = %e, "deleting a deleted topic's data failed");
             }
         }
         tracing::info!(topic, "deleted topic data");
@@ -350,6 +350,12 @@ fn validate(
         return Err(BrokerError::EmptyRequest);
     }
     for slice in &slices {
+        // Unknown codecs are refused here (a header check, no decompression):
+        // no consumer could read the batch.
+        slice
+            .header
+            .compression()
+            .map_err(|e| BrokerError::InvalidBatch(e.at(slice.position)))?;
         if slice.bytes.len() > max_batch_bytes as usize {
             return Err(BrokerError::BatchTooLarge {
                 topic: topic.to_owned(),

@@ -17,6 +17,9 @@ use sluice_metadata::records::TopicConfig;
 use sluice_proxy::{AdminService, LocalBackend, SluiceService};
 use tokio_util::sync::CancellationToken;
 
+/// How long requests in progress may take once shutdown starts.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// The only broker of a standalone process.
 const BROKER_ID: u64 = 0;
 
@@ -246,12 +249,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(SluiceService::new(backend.clone()).into_server())
+        .add_service(SluiceService::new(backend.clone(), cancel.clone()).into_server())
         .add_service(AdminService::new(admin, backend, vec![BROKER_ID], defaults).into_server())
-        .serve_with_incoming_shutdown(tokio_stream_listener(listener), cancel.cancelled_owned());
-    let served = server.await;
+        .serve_with_incoming_shutdown(
+            tokio_stream_listener(listener),
+            cancel.clone().cancelled_owned(),
+        );
+    // Requests in progress get a grace period; connections left open after
+    // it (idle clients) do not keep the process alive.
+    let served = tokio::select! {
+        served = server => served.context("the gRPC server failed"),
+        _ = async { cancel.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after the shutdown signal; closing them");
+            Ok(())
+        }
+    };
+    // Partitions flush what they buffered and save a last checkpoint.
     broker.shutdown().await;
-    served.context("the gRPC server failed")
+    tracing::info!("stopped");
+    served
 }
 
 fn topic_defaults(broker: &BrokerConfig) -> TopicConfig {

@@ -39,6 +39,12 @@ pub struct Checkpoint {
     pub high_watermark: i64,
     /// Segments in offset order; only the last may be open.
     pub segments: Vec<SegmentMeta>,
+    /// Sequences of the latest takeover checkpoints (the first one each
+    /// owner saved). Pruning keeps them: a paused old owner's next attempt
+    /// is exactly the takeover sequence of the owner after it, and must keep
+    /// failing however far the log has moved on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub takeovers: Vec<u64>,
     /// Per-producer state for idempotence (filled by a later version).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub producers: BTreeMap<String, serde_json::Value>,
@@ -185,13 +191,19 @@ pub async fn save(
     }
 }
 
-/// Deletes checkpoints older than the newest [`CHECKPOINTS_KEPT`] behind `newest`.
-pub async fn prune(home: &dyn Volume, key: &PartitionKey, newest: u64) -> Result<(), LogError> {
+/// Deletes checkpoints more than [`CHECKPOINTS_KEPT`] behind `newest`.
+/// Checkpoints in `keep` (the takeover checkpoints) stay whatever their age.
+pub async fn prune(
+    home: &dyn Volume,
+    key: &PartitionKey,
+    newest: u64,
+    keep: &[u64],
+) -> Result<(), LogError> {
     let Some(cutoff) = newest.checked_sub(CHECKPOINTS_KEPT) else {
         return Ok(());
     };
     for path in home.list(&paths::checkpoint_dir(key)).await? {
-        if paths::parse_checkpoint(&path).is_some_and(|seq| seq < cutoff) {
+        if paths::parse_checkpoint(&path).is_some_and(|seq| seq < cutoff && !keep.contains(&seq)) {
             home.delete(&path).await?;
         }
     }
@@ -225,6 +237,7 @@ mod tests {
                     max_timestamp_before: -1,
                 }],
             }],
+            takeovers: vec![1],
             producers: BTreeMap::new(),
             written_at_ms: 5,
         }

@@ -242,6 +242,7 @@ async fn write_log(backend: Backend, spec: &LogSpec) -> Log {
         log_start_offset: segments.first().map_or(0, |s| s.base_offset),
         high_watermark: offset,
         segments,
+        takeovers: Vec::new(),
         producers: Default::default(),
         written_at_ms: 0,
     };
@@ -675,6 +676,7 @@ async fn a_damaged_index_or_segment_is_an_error_not_a_panic() {
             sealed: false,
             index: vec![],
         }],
+        takeovers: Vec::new(),
         producers: Default::default(),
         written_at_ms: 0,
     };

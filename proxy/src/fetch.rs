@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sluice_log::{PartitionKey, PartitionView, read};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::Backend;
 use crate::error::ProxyError;
@@ -31,10 +32,18 @@ pub struct FetchRequest {
 }
 
 /// Serves one fetch, waiting as the request allows.
-pub async fn fetch(backend: &dyn Backend, request: &FetchRequest) -> Result<Fetched, ProxyError> {
+/// A cancelled `shutdown` ends the wait at once (the server is stopping).
+pub async fn fetch(
+    backend: &dyn Backend,
+    request: &FetchRequest,
+    shutdown: &CancellationToken,
+) -> Result<Fetched, ProxyError> {
     let key = &request.key;
     check_partition(backend, key)?;
-    let deadline = Instant::now() + request.max_wait;
+    let mut deadline = Instant::now() + request.max_wait;
+    if shutdown.is_cancelled() {
+        deadline = Instant::now();
+    }
     let mut views = backend.view(key);
     loop {
         let current: Option<Arc<PartitionView>> =
@@ -78,6 +87,7 @@ pub async fn fetch(backend: &dyn Backend, request: &FetchRequest) -> Result<Fetc
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.cancelled() => deadline = Instant::now(),
         }
     }
 }

@@ -211,7 +211,7 @@ impl BatchError {
     }
 
     /// Wrap `self` with the position of the batch it was found in.
-    pub(crate) fn at(self, position: usize) -> BatchError {
+    pub fn at(self, position: usize) -> BatchError {
         BatchError::InvalidBatchAt {
             position,
             source: Box::new(self),

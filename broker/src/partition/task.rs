@@ -1,7 +1,8 @@
 //! The partition task: the one owner of a partition's state machine. It feeds
 //! the machine its inputs (produce requests from the mailbox, finished I/O,
-//! timer ticks) and performs the actions it returns. At most one flush or
-//! checkpoint is in flight; deletions and merges run in the background.
+//! timer ticks) and performs the actions it returns. At most one flush and
+//! one checkpoint (or recovery) are in flight at a time; deletions and merges
+//! run in the background.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,9 @@ use crate::config::PartitionConfig;
 
 type Reply = oneshot::Sender<Result<Appended, WriteRejected>>;
 
+/// How long a stopping partition may take to flush what it buffered.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
 pub(crate) struct Context {
     pub key: PartitionKey,
     pub topic_id: String,
@@ -45,6 +49,8 @@ struct OpenWriter {
 enum IoDone {
     Flush(Result<Flushed, String>, Option<OpenWriter>),
     Checkpoint(Result<SaveOutcome, String>),
+    /// `None` when the partition was stopped while recovering.
+    Recovered(Option<recovery::Recovered>),
 }
 
 type IoFuture = Pin<Box<dyn Future<Output = IoDone> + Send>>;
@@ -56,43 +62,62 @@ pub(crate) async fn run(mut ctx: Context) {
         ctx.epoch,
         ctx.config.clone(),
     );
-    let Some(recovered) = recover_with_retries(&ctx).await else {
-        return;
-    };
-    tracing::info!(partition = %ctx.key, epoch = ctx.epoch, found = recovered.checkpoint.as_ref().map(|c| c.sequence), "recovered partition");
     let (merged_sender, mut merged) = mpsc::unbounded_channel();
     let mut state = TaskState {
         writer: None,
-        io: None,
+        flush: None,
+        checkpoint: None,
         merged: merged_sender,
     };
-    let actions = machine.recover(recovered.checkpoint, recovered.verified_end, Now::current());
+    let actions = machine.start();
     let mut stop = state.perform(&ctx, actions);
+    // Set when stopping: until then, buffered data is flushed and checkpointed.
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
     while !stop {
-        let deadline = machine.next_deadline();
-        let accepting = !machine.is_full() && machine.phase() != Phase::Fenced;
-        tokio::select! {
-            _ = ctx.cancel.cancelled() => break,
+        let deadline = machine.next_deadline().map(tokio::time::Instant::from_std);
+        let deadline = match (deadline, drain_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let accepting =
+            !machine.is_full() && machine.phase() != Phase::Fenced && drain_deadline.is_none();
+        let actions = tokio::select! {
+            _ = ctx.cancel.cancelled(), if drain_deadline.is_none() => {
+                drain_deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+                machine.drain(Now::current())
+            }
             command = ctx.mailbox.recv(), if accepting => {
                 let Some(Command::Produce { batches, ack, reply }) = command else { break };
-                let actions = machine.produce(batches, ack, reply, Now::current());
-                stop = state.perform(&ctx, actions);
+                machine.produce(batches, ack, reply, Now::current())
             }
-            done = in_flight(&mut state.io) => {
-                state.io = None;
-                let actions = match done {
-                    IoDone::Flush(result, writer) => {
-                        state.writer = writer;
-                        machine.flush_done(result, Now::current())
-                    }
+            done = in_flight(&mut state.flush) => {
+                state.flush = None;
+                let IoDone::Flush(result, writer) = done else { continue };
+                state.writer = writer;
+                machine.flush_done(result, Now::current())
+            }
+            done = in_flight(&mut state.checkpoint) => {
+                state.checkpoint = None;
+                match done {
                     IoDone::Checkpoint(result) => machine.checkpoint_done(result, Now::current()),
-                };
-                stop = state.perform(&ctx, actions);
+                    IoDone::Recovered(Some(recovered)) => {
+                        tracing::info!(partition = %ctx.key, epoch = ctx.epoch, found = recovered.checkpoint.as_ref().map(|c| c.sequence), "recovered; saving the takeover checkpoint");
+                        machine.recover(recovered.checkpoint, recovered.verified_end, Now::current())
+                    }
+                    IoDone::Recovered(None) | IoDone::Flush(..) => break,
+                }
             }
-            Some((name, layout)) = merged.recv() => machine.merge_done(&name, layout),
-            _ = sleep_until(deadline) => {
-                let actions = machine.tick(Now::current());
-                stop = state.perform(&ctx, actions);
+            Some((name, layout)) = merged.recv() => machine.merge_done(&name, layout, Now::current()),
+            _ = sleep_until(deadline) => machine.tick(Now::current()),
+        };
+        stop = state.perform(&ctx, actions);
+        if let Some(grace_end) = drain_deadline {
+            if machine.is_drained() {
+                break;
+            }
+            if tokio::time::Instant::now() >= grace_end {
+                tracing::warn!(partition = %ctx.key, "stopping before buffered data was flushed: storage did not answer within {DRAIN_GRACE:?}");
+                break;
             }
         }
     }
@@ -115,7 +140,7 @@ pub(crate) async fn run(mut ctx: Context) {
     tracing::info!(partition = %ctx.key, epoch = ctx.epoch, "partition stopped");
 }
 
-/// The in-flight flush or checkpoint; never resolves when there is none.
+/// An in-flight I/O; never resolves when there is none.
 async fn in_flight(io: &mut Option<IoFuture>) -> IoDone {
     match io.as_mut() {
         Some(future) => future.await,
@@ -123,26 +148,31 @@ async fn in_flight(io: &mut Option<IoFuture>) -> IoDone {
     }
 }
 
-async fn sleep_until(deadline: Option<std::time::Instant>) {
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
 
 /// Recovers, retrying storage errors with backoff until it works or the
 /// partition is stopped.
-async fn recover_with_retries(ctx: &Context) -> Option<recovery::Recovered> {
+async fn recover_with_retries(
+    key: PartitionKey,
+    topic_id: String,
+    volumes: VolumeSet,
+    cancel: CancellationToken,
+) -> Option<recovery::Recovered> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match recovery::recover(&ctx.key, &ctx.topic_id, &ctx.volumes).await {
+        match recovery::recover(&key, &topic_id, &volumes).await {
             Ok(recovered) => return Some(recovered),
             Err(e) => {
-                tracing::error!(partition = %ctx.key, error = %e, retry_in = ?delay, "recovery failed")
+                tracing::error!(partition = %key, error = %e, retry_in = ?delay, "recovery failed")
             }
         }
         tokio::select! {
-            _ = ctx.cancel.cancelled() => return None,
+            _ = cancel.cancelled() => return None,
             _ = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
@@ -151,7 +181,10 @@ async fn recover_with_retries(ctx: &Context) -> Option<recovery::Recovered> {
 
 struct TaskState {
     writer: Option<OpenWriter>,
-    io: Option<IoFuture>,
+    /// The flush in flight.
+    flush: Option<IoFuture>,
+    /// The checkpoint save or the recovery in flight.
+    checkpoint: Option<IoFuture>,
     /// Where background merges report the merged layout of a segment.
     merged: mpsc::UnboundedSender<(String, SegmentLayout)>,
 }
@@ -166,9 +199,19 @@ impl TaskState {
                     // The producer may have gone away; that is fine.
                     let _ = reply.send(result);
                 }
+                Action::Recover => {
+                    let recovering = recover_with_retries(
+                        ctx.key.clone(),
+                        ctx.topic_id.clone(),
+                        ctx.volumes.clone(),
+                        ctx.cancel.clone(),
+                    );
+                    self.checkpoint =
+                        Some(Box::pin(async move { IoDone::Recovered(recovering.await) }));
+                }
                 Action::Flush(job) => {
                     let writer = self.writer.take();
-                    self.io = Some(Box::pin(flush(
+                    self.flush = Some(Box::pin(flush(
                         ctx.key.clone(),
                         ctx.volumes.clone(),
                         writer,
@@ -180,7 +223,7 @@ impl TaskState {
                     let key = ctx.key.clone();
                     let volumes = ctx.volumes.clone();
                     let merges = self.merged.clone();
-                    self.io = Some(Box::pin(async move {
+                    self.checkpoint = Some(Box::pin(async move {
                         IoDone::Checkpoint(save(&key, &volumes, seal, &checkpoint, merges).await)
                     }));
                 }
@@ -205,11 +248,13 @@ impl TaskState {
                         }
                     });
                 }
-                Action::PruneCheckpoints(sequence) => {
+                Action::PruneCheckpoints { newest, keep } => {
                     let (key, volumes) = (ctx.key.clone(), ctx.volumes.clone());
                     tokio::spawn(async move {
                         if let Ok(home) = volumes.home() {
-                            if let Err(e) = checkpoint::prune(home.as_ref(), &key, sequence).await {
+                            if let Err(e) =
+                                checkpoint::prune(home.as_ref(), &key, newest, &keep).await
+                            {
                                 tracing::warn!(partition = %key, error = %e, "pruning old checkpoints failed");
                             }
                         }
@@ -316,7 +361,10 @@ async fn seal(
     // The index goes to the home volume, which must be healthy anyway for
     // checkpoints: sealing never depends on a failing data volume.
     let home = volumes.home()?;
-    match home.put_if_absent(&paths::segment_index(key, &job.name), job.index).await {
+    match home
+        .put_if_absent(&paths::segment_index(key, &job.name), job.index)
+        .await
+    {
         // Same name, same epoch, same content: an earlier attempt wrote it.
         Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
         Err(e) => return Err(e.into()),

@@ -5,6 +5,8 @@ use std::time::Duration;
 use sluice_log::PartitionKey;
 use sluice_proto::v1;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::Backend;
 use crate::error::ProxyError;
 use crate::fetch::{FetchRequest, fetch};
@@ -16,6 +18,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 
 pub(super) async fn handle(
     backend: &dyn Backend,
+    shutdown: &CancellationToken,
     request: v1::FetchRequest,
 ) -> Result<v1::FetchResponse, ProxyError> {
     if request.offset < 0 {
@@ -37,7 +40,7 @@ pub(super) async fn handle(
         min_bytes: request.min_bytes as usize,
         max_wait: Duration::from_millis(u64::from(request.max_wait_ms)).min(MAX_WAIT),
     };
-    let fetched = fetch(backend, &fetch_request).await?;
+    let fetched = fetch(backend, &fetch_request, shutdown).await?;
     Ok(v1::FetchResponse {
         records: fetched.records,
         high_watermark: fetched.high_watermark,

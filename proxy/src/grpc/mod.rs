@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use sluice_proto::v1;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub use admin::AdminService;
@@ -26,13 +27,16 @@ pub struct SluiceService {
     backend: Arc<dyn Backend>,
     /// Spreads keyless produce requests over partitions.
     round_robin: Arc<AtomicU32>,
+    /// Cancelled when the server stops: waiting fetches answer at once.
+    shutdown: CancellationToken,
 }
 
 impl SluiceService {
-    pub fn new(backend: Arc<dyn Backend>) -> Self {
+    pub fn new(backend: Arc<dyn Backend>, shutdown: CancellationToken) -> Self {
         Self {
             backend,
             round_robin: Arc::default(),
+            shutdown,
         }
     }
 
@@ -60,7 +64,7 @@ impl v1::sluice_server::Sluice for SluiceService {
         &self,
         request: Request<v1::FetchRequest>,
     ) -> Result<Response<v1::FetchResponse>, Status> {
-        fetch::handle(self.backend.as_ref(), request.into_inner())
+        fetch::handle(self.backend.as_ref(), &self.shutdown, request.into_inner())
             .await
             .map(Response::new)
             .map_err(Status::from)

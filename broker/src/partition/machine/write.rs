@@ -1,0 +1,249 @@
+//! The write side of the machine: produce (assign offsets, buffer), flush
+//! (group commit into the open segment), roll (seal, then a new segment on a
+//! random volume) and failover (a failed write continues in a new segment).
+
+use sluice_log::index::{IndexBuilder, SparseIndex};
+use sluice_log::{SegmentMeta, paths};
+use sluice_storage::SegmentLayout;
+
+use super::{
+    AckMode, Action, Appended, BatchMeta, EarlyProduce, FlushInFlight, FlushJob, Flushed, Now,
+    OpenSegment, PartitionMachine, Phase, ProduceBatches, SealJob, SegmentTarget, Waiter,
+};
+
+impl<W> PartitionMachine<W> {
+    /// Appends a request's batches: assigns offsets in their headers and
+    /// buffers them. Answers at once for `Buffer`, after the covering
+    /// checkpoint for `Durable`. While recovering, requests wait in order.
+    pub fn produce(
+        &mut self,
+        request: ProduceBatches,
+        ack: AckMode,
+        waiter: W,
+        now: Now,
+    ) -> Vec<Action<W>> {
+        let mut actions = Vec::new();
+        match self.phase {
+            Phase::Fenced => actions.push(Action::Reply(waiter, Err(self.rejection()))),
+            Phase::Recovering => self.early.push_back(EarlyProduce {
+                request,
+                ack,
+                waiter,
+            }),
+            Phase::Writing => {
+                self.append(request, ack, waiter, now, &mut actions);
+                self.maybe_flush(now, &mut actions);
+            }
+        }
+        actions
+    }
+
+    /// Assigns offsets and buffers, answering `Buffer` requests.
+    pub(super) fn append(
+        &mut self,
+        mut request: ProduceBatches,
+        ack: AckMode,
+        waiter: W,
+        now: Now,
+        actions: &mut Vec<Action<W>>,
+    ) {
+        let base_offset = self.next_offset;
+        let leader_epoch = i32::try_from(self.epoch).unwrap_or(i32::MAX);
+        let mut offset = base_offset;
+        for (position, header) in &request.batches {
+            let batch = &mut request.data[*position..*position + header.total_len()];
+            // Batches were validated, so the header is there and these cannot fail.
+            let _ = sluice_record::set_base_offset(batch, offset);
+            let _ = sluice_record::set_partition_leader_epoch(batch, leader_epoch);
+            self.buffer_batches.push(BatchMeta {
+                base_offset: offset,
+                len: header.total_len() as u64,
+                max_timestamp: header.max_timestamp,
+            });
+            offset += i64::from(header.records_count);
+        }
+        let appended = Appended {
+            base_offset,
+            last_offset: offset - 1,
+        };
+        self.next_offset = offset;
+        let data = request.data.freeze();
+        self.buffer_bytes += data.len() as u64;
+        self.buffer.push(data);
+        self.buffered_since.get_or_insert(now.instant);
+        match ack {
+            AckMode::Buffer => actions.push(Action::Reply(waiter, Ok(appended))),
+            AckMode::Durable => self.waiters.push_back(Waiter { appended, waiter }),
+        }
+    }
+
+    /// Time passes: flush on the interval, retry after errors, apply retention.
+    pub fn tick(&mut self, now: Now) -> Vec<Action<W>> {
+        let mut actions = Vec::new();
+        self.retry_checkpoint(now, &mut actions);
+        if self.phase != Phase::Writing {
+            return actions;
+        }
+        if self.next_retention_check.is_none_or(|at| now.instant >= at) {
+            self.next_retention_check = Some(now.instant + self.config.retention_check_interval);
+            self.apply_retention(now.ms);
+        }
+        self.maybe_checkpoint(now, &mut actions);
+        self.maybe_flush(now, &mut actions);
+        actions
+    }
+
+    /// The flush of the last [`Action::Flush`] ended.
+    pub fn flush_done(&mut self, result: Result<Flushed, String>, now: Now) -> Vec<Action<W>> {
+        let mut actions = Vec::new();
+        let Some(flush) = self.flushing.take() else {
+            return actions;
+        };
+        match result {
+            Ok(flushed) => {
+                self.flush_retry.succeeded();
+                if flush.new_segment {
+                    self.attempt = 0;
+                }
+                if let Some(open) = self.open.as_mut() {
+                    let mut position = open.meta.layout.len();
+                    for batch in &flush.batches {
+                        open.index
+                            .add_batch(batch.base_offset, position, batch.max_timestamp);
+                        position += batch.len;
+                    }
+                    open.meta.volume = flushed.volume;
+                    open.meta.layout = flushed.layout;
+                    open.meta.end_offset = flush.end_offset;
+                    open.meta.max_timestamp = open.index.max_timestamp();
+                    open.meta.index = open.index.entries().to_vec();
+                    self.flushed_end = flush.end_offset;
+                    self.checkpoint_due = true;
+                }
+                self.check_roll(now.ms);
+            }
+            Err(_reason) => self.fail_over(flush, now),
+        }
+        self.maybe_checkpoint(now, &mut actions);
+        self.maybe_flush(now, &mut actions);
+        actions
+    }
+
+    /// A write failed: abandon the open segment at its last successful
+    /// flush (everything up to there is durable) and write the failed data
+    /// again, first thing, into a new segment on another volume.
+    fn fail_over(&mut self, flush: FlushInFlight, now: Now) {
+        if let Some(open) = self.open.take() {
+            if open.meta.layout.len() > 0 {
+                let job = self.seal(open);
+                self.pending_seal = Some(job);
+            }
+        }
+        // A flush that seals writes to a new, never flushed segment, so the
+        // abandon above sealed nothing: redo this flush's own seal.
+        if let Some(seal) = flush.seal {
+            self.pending_seal.get_or_insert(seal);
+        }
+        self.attempt += 1;
+        self.flush_retry.failed(now.instant);
+        let mut data = flush.data;
+        data.append(&mut self.buffer);
+        self.buffer = data;
+        let mut batches = flush.batches;
+        batches.append(&mut self.buffer_batches);
+        self.buffer_batches = batches;
+        self.buffer_bytes = self.buffer.iter().map(|b| b.len() as u64).sum();
+        self.buffered_since.get_or_insert(now.instant);
+    }
+
+    pub(super) fn check_roll(&mut self, now_ms: i64) {
+        if let Some(open) = &self.open {
+            let age_ms = now_ms.saturating_sub(open.meta.created_at_ms).max(0) as u128;
+            if open.meta.layout.len() >= self.config.segment_bytes
+                || age_ms >= self.config.segment_age.as_millis()
+            {
+                self.roll = true;
+            }
+        }
+    }
+
+    /// Starts a flush when one is due and none is running.
+    pub(super) fn maybe_flush(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+        if self.phase != Phase::Writing
+            || self.flushing.is_some()
+            || self.buffer.is_empty()
+            || self.flush_retry.waiting(now.instant)
+        {
+            return;
+        }
+        let due = self.draining
+            || !self.waiters.is_empty()
+            || self.buffer_bytes >= self.config.flush_bytes
+            || self.flush_retry.at.is_some()
+            || self
+                .buffered_since
+                .is_some_and(|since| now.instant >= since + self.config.flush_interval);
+        if !due {
+            return;
+        }
+        self.flush_retry.at = None;
+        let mut seal = self.pending_seal.take();
+        if self.roll {
+            self.roll = false;
+            if let Some(open) = self.open.take() {
+                seal = Some(self.seal(open));
+            }
+        }
+        let (target, new_segment) = match &self.open {
+            Some(_) => (SegmentTarget::Open, false),
+            None => {
+                let base_offset = self.flushed_end;
+                let name = paths::segment_name(base_offset, self.epoch, self.attempt);
+                let avoid = seal.as_ref().map(|s| s.volume.clone());
+                self.open = Some(OpenSegment {
+                    meta: SegmentMeta {
+                        name: name.clone(),
+                        base_offset,
+                        end_offset: base_offset,
+                        epoch: self.epoch,
+                        volume: String::new(),
+                        layout: SegmentLayout::Chunks { lens: Vec::new() },
+                        max_timestamp: -1,
+                        created_at_ms: now.ms,
+                        sealed: false,
+                        index: Vec::new(),
+                    },
+                    index: IndexBuilder::new(self.config.index_interval_bytes),
+                });
+                (SegmentTarget::New { name, avoid }, true)
+            }
+        };
+        let data = std::mem::take(&mut self.buffer);
+        let batches = std::mem::take(&mut self.buffer_batches);
+        self.buffer_bytes = 0;
+        self.buffered_since = None;
+        self.flushing = Some(FlushInFlight {
+            seal: seal.clone(),
+            data: data.clone(),
+            batches,
+            end_offset: self.next_offset,
+            new_segment,
+        });
+        actions.push(Action::Flush(FlushJob { seal, target, data }));
+    }
+
+    /// Moves a segment to the sealed list and describes its seal.
+    pub(super) fn seal(&mut self, open: OpenSegment) -> SealJob {
+        let mut meta = open.meta;
+        meta.sealed = true;
+        let index = SparseIndex::new(std::mem::take(&mut meta.index)).encode();
+        let job = SealJob {
+            name: meta.name.clone(),
+            volume: meta.volume.clone(),
+            layout: meta.layout.clone(),
+            index,
+        };
+        self.sealed.push(meta);
+        job
+    }
+}
