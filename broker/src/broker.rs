@@ -125,7 +125,12 @@ impl Broker {
                 .unwrap_or(self.config.max_batch_bytes);
             (handle.writer(), max)
         };
-        let batches = validate(topic, records, max_batch_bytes)?;
+        let batches = validate(
+            topic,
+            records,
+            max_batch_bytes,
+            self.config.validate_records,
+        )?;
         writer
             .produce(batches, ack)
             .await
@@ -344,6 +349,7 @@ fn validate(
     topic: &str,
     records: Bytes,
     max_batch_bytes: u32,
+    validate_records: bool,
 ) -> Result<ProduceBatches, BrokerError> {
     let slices = sluice_record::split_batches(records.clone())?;
     if slices.is_empty() {
@@ -356,6 +362,12 @@ fn validate(
             .header
             .compression()
             .map_err(|e| BrokerError::InvalidBatch(e.at(slice.position)))?;
+        if validate_records {
+            // Every record decodes (after decompression): no consumer can be
+            // handed a batch it cannot read.
+            sluice_record::decode_records_shared(&slice.bytes)
+                .map_err(|e| BrokerError::InvalidBatch(e.at(slice.position)))?;
+        }
         if slice.bytes.len() > max_batch_bytes as usize {
             return Err(BrokerError::BatchTooLarge {
                 topic: topic.to_owned(),

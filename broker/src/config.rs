@@ -29,6 +29,10 @@ pub struct BrokerConfig {
     pub max_buffer_bytes: u64,
     /// How long a volume whose write failed is avoided for new segments.
     pub unhealthy_volume_period: Duration,
+    /// Decode every record of every produced batch (decompressing it) before
+    /// accepting it, as Kafka does, so a batch no consumer could read is
+    /// refused. Costs CPU per record; the CRC check is always done.
+    pub validate_records: bool,
 }
 
 impl Default for BrokerConfig {
@@ -45,6 +49,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(30),
             max_buffer_bytes: 64 << 20,
             unhealthy_volume_period: Duration::from_secs(30),
+            validate_records: true,
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct Args {
     /// Largest record batch accepted by default.
     #[arg(long, env = "SLUICE_MAX_BATCH_BYTES")]
     max_batch_bytes: Option<u32>,
+    /// Decode (and decompress) every produced record before accepting it, as
+    /// Kafka does (default true); false keeps only the CRC and header checks.
+    #[arg(long, env = "SLUICE_VALIDATE_RECORDS")]
+    validate_records: Option<bool>,
 }
 
 /// The `--config` file. Every field is optional.
@@ -97,6 +101,8 @@ struct FileConfig {
     index_interval_bytes: Option<u64>,
     /// See `--max-batch-bytes`.
     max_batch_bytes: Option<u32>,
+    /// See `--validate-records`.
+    validate_records: Option<bool>,
 }
 
 /// The settings after flags, environment, file and defaults are merged.
@@ -162,6 +168,9 @@ impl Args {
         }
         if let Some(bytes) = self.max_batch_bytes.or(file.max_batch_bytes) {
             broker.max_batch_bytes = bytes;
+        }
+        if let Some(validate) = self.validate_records.or(file.validate_records) {
+            broker.validate_records = validate;
         }
         let settings = Settings {
             data_dir,
@@ -235,6 +244,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (set --grpc-addr)", settings.grpc_addr))?;
     let grpc_addr = listener.local_addr()?;
+    let signal = shutdown_signal()?;
     println!(
         "sluice standalone: grpc={grpc_addr} data-dir={} volumes={}",
         settings.data_dir.display(),
@@ -243,7 +253,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let shutdown = cancel.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         shutdown.cancel();
     });
@@ -313,25 +323,19 @@ fn tokio_stream_listener(
     })
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+/// Listens for SIGINT and SIGTERM from the moment it is called (before the
+/// process announces itself, so an early signal is a clean shutdown too);
+/// the returned future resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
 }
 
 /// Logs to stderr; `RUST_LOG` (or `SLUICE_LOG`) sets the level, info by default.

@@ -81,8 +81,13 @@ impl Standalone {
             .with_context(|| format!("cannot start {}", sluice_bin().display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
         // The first stdout line announces the address: "sluice standalone: grpc=ADDR ...".
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver.recv_timeout(DEADLINE).unwrap_or_default();
         let announced = line
             .split_whitespace()
             .find_map(|word| word.strip_prefix("grpc="));
@@ -104,14 +109,18 @@ impl Standalone {
         })
     }
 
-    /// Restarts on the same data directory and port. A running process is
-    /// first stopped cleanly (SIGTERM, see [`Standalone::stop`]); call
-    /// [`Standalone::kill9`] before to restart after a crash instead.
-    pub fn restart(mut self) -> anyhow::Result<Self> {
+    /// Restarts on the same data directory and port, and waits until every
+    /// partition serves again. A running process is first stopped cleanly
+    /// (SIGTERM, see [`Standalone::stop`]); call [`Standalone::kill9`]
+    /// before to restart after a crash instead.
+    pub async fn restart(mut self) -> anyhow::Result<Self> {
         if self.child.try_wait()?.is_none() {
-            let status = self.stop()?;
+            let status = self.stop().await?;
             if !status.success() {
-                bail!("standalone exited with {status} on SIGTERM; log:\n{}", self.log());
+                bail!(
+                    "standalone exited with {status} on SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
         }
         let addr = self.addr.to_string();
@@ -121,17 +130,53 @@ impl Standalone {
                 Ok(restarted) => break restarted,
                 // The port may linger for a moment; retry until the deadline.
                 Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(e),
             }
         };
         restarted.temp = self.temp.take();
+        restarted.wait_ready().await?;
         Ok(restarted)
     }
 
+    /// Waits until every partition of every topic answers ListOffsets (after
+    /// a start, partitions recover their checkpoints and answer "retry").
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let topics = wait_for("the topic list", DEADLINE, || async {
+            let mut admin = self.admin().await?;
+            Ok(Some(
+                admin
+                    .list_topics(v1::ListTopicsRequest {})
+                    .await?
+                    .into_inner()
+                    .topics,
+            ))
+        })
+        .await?;
+        let client = self.data().await?;
+        for topic in topics {
+            for partition in 0..topic.partitions {
+                let what = format!("{}/{partition} to recover", topic.name);
+                wait_for(&what, DEADLINE, || {
+                    let mut client = client.clone();
+                    let topic = topic.name.clone();
+                    async move { Ok(Some(latest(&mut client, &topic, partition).await?)) }
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the process cleanly (SIGTERM) and waits for it to exit.
-    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+    pub async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        self.terminate()?;
+        self.wait_exit(DEADLINE).await
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) -> anyhow::Result<()> {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -139,16 +184,17 @@ impl Standalone {
         if !status.success() {
             bail!("kill -TERM {} failed", self.child.id());
         }
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("standalone did not exit within {DEADLINE:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let child = &mut self.child;
+        wait_for("standalone to exit", timeout, || {
+            let exited = child.try_wait().map_err(anyhow::Error::from);
+            async move { exited }
+        })
+        .await
     }
 
     /// `kill -9`.
@@ -248,7 +294,11 @@ pub fn run_cli(
         .spawn()?;
     if let Some(input) = stdin {
         let mut pipe = child.stdin.take().context("no stdin")?;
-        pipe.write_all(input)?;
+        match pipe.write_all(input) {
+            // The command may fail (and exit) before it reads its input.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other?,
+        }
     }
     Ok(child.wait_with_output()?)
 }
@@ -449,4 +499,30 @@ pub fn seed(test: &str) -> u64 {
     };
     println!("{test}: seed {seed} (replay with SLUICE_TEST_SEED={seed})");
     seed
+}
+
+/// Checks that `result` failed with gRPC `code` and Sluice error `name`;
+/// returns the status for further checks.
+#[track_caller]
+pub fn expect_error<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, tonic::Status>,
+    code: tonic::Code,
+    name: &str,
+) -> tonic::Status {
+    let status = match result {
+        Ok(value) => panic!("{what}: expected {code:?} {name}, got success {value:?}"),
+        Err(status) => status,
+    };
+    assert_eq!(
+        (status.code(), error_code(&status)),
+        (code, Some(name)),
+        "{what}: wrong error (message {:?})",
+        status.message()
+    );
+    assert!(
+        !status.message().is_empty(),
+        "{what}: the error has no message"
+    );
+    status
 }

@@ -20,13 +20,15 @@ struct Ledger {
     sent: Mutex<HashSet<String>>,
     acked: Mutex<HashMap<String, (u32, i64)>>,
     acked_count: AtomicUsize,
+    /// Why each producer stopped.
+    stopped: Mutex<Vec<String>>,
 }
 
 const PRODUCERS: usize = 4;
 const PARTITIONS: u32 = 3;
 const CYCLES: usize = 3;
 /// Acknowledgements to wait for in each cycle before killing the server.
-const ACKS_PER_CYCLE: usize = 150;
+const ACKS_PER_CYCLE: usize = 300;
 
 /// One producer: sends batches of 1..=6 uniquely numbered messages to random
 /// partitions with durable acks until the server goes away.
@@ -39,12 +41,17 @@ async fn produce_until_error(
     ledger: Arc<Ledger>,
 ) {
     let mut rng = StdRng::seed_from_u64(seed ^ ((cycle * PRODUCERS + producer) as u64 + 1));
-    let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{server}"))
+    let channel = match tonic::transport::Channel::from_shared(format!("http://{server}"))
         .expect("valid uri")
         .connect()
         .await
-    else {
-        return;
+    {
+        Ok(channel) => channel,
+        Err(e) => {
+            let reason = format!("producer {producer} could not connect: {e}");
+            ledger.stopped.lock().expect("lock").push(reason);
+            return;
+        }
     };
     let mut client = v1::sluice_client::SluiceClient::new(channel);
     for sequence in 0.. {
@@ -89,13 +96,18 @@ async fn produce_until_error(
                 );
                 let mut acked = ledger.acked.lock().expect("lock");
                 for (n, value) in values.into_iter().enumerate() {
-                    let previous = acked.insert(value, (partition, response.base_offset + n as i64));
+                    let previous =
+                        acked.insert(value, (partition, response.base_offset + n as i64));
                     assert!(previous.is_none(), "a message id was acknowledged twice");
                 }
                 ledger.acked_count.fetch_add(count, Ordering::SeqCst);
             }
             // The server was killed (or is shutting down): this producer is done.
-            Err(_) => return,
+            Err(status) => {
+                let reason = format!("producer {producer} after {sequence} requests: {status:?}");
+                ledger.stopped.lock().expect("lock").push(reason);
+                return;
+            }
         }
     }
 }
@@ -166,7 +178,7 @@ async fn check_log(server: &Standalone, topic: &str, ledger: &Ledger) -> anyhow:
 /// Producers load the server; it is killed with `kill -9` once enough
 /// acknowledgements came, restarted, and the log checked; three times, so
 /// recovery also recovers a log that earlier recoveries wrote.
-async fn kill9_keeps_every_acknowledged_message(extra_args: &[&str]) -> anyhow::Result<()> {
+async fn kill9_keeps_every_acknowledged_message(extra_args: &[&str]) -> anyhow::Result<Standalone> {
     let seed = sluice_tests::seed("kill9");
     let mut server = Standalone::start_temp(extra_args)?;
     let topic = "durable";
@@ -194,28 +206,46 @@ async fn kill9_keeps_every_acknowledged_message(extra_args: &[&str]) -> anyhow::
                 async move { Ok(reached.then_some(())) }
             },
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            let stopped = ledger.stopped.lock().expect("lock").join("\n");
+            anyhow::anyhow!("{e}; producers stopped: {stopped}; log:\n{}", server.log())
+        })?;
         server.kill9();
         for producer in producers {
             tokio::time::timeout(DEADLINE, producer).await??;
         }
-        server = server.restart()?;
+        server = server.restart().await?;
         let acked = check_log(&server, topic, &ledger).await.map_err(|e| {
             anyhow::anyhow!("cycle {cycle} (seed {seed}): {e}; log:\n{}", server.log())
         })?;
-        println!("cycle {cycle}: {acked} acknowledged messages all present once");
+        let sent = ledger.sent.lock().expect("lock").len();
+        println!(
+            "cycle {cycle}: {acked} acknowledged messages all present once ({} sent but never acknowledged so far)",
+            sent - acked
+        );
     }
-    Ok(())
+    Ok(server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_no_acknowledged_message() -> anyhow::Result<()> {
-    kill9_keeps_every_acknowledged_message(&[]).await
+    kill9_keeps_every_acknowledged_message(&[]).await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_across_segment_rolls_loses_no_acknowledged_message() -> anyhow::Result<()> {
-    kill9_keeps_every_acknowledged_message(&["--segment-bytes", "4096"]).await
+    let server = kill9_keeps_every_acknowledged_message(&["--segment-bytes", "4096"]).await?;
+    for partition in 0..PARTITIONS {
+        let segments =
+            sluice_tests::files_ending(&server.partition_dir("durable", partition), ".log");
+        assert!(
+            segments.len() >= 5,
+            "partition {partition} should have rolled many 4 KiB segments; it has {segments:?}"
+        );
+    }
+    Ok(())
 }
 
 fn one_record_batch(value: &str) -> Bytes {
@@ -266,7 +296,7 @@ async fn clean_restart_keeps_topics_configs_and_data() -> anyhow::Result<()> {
         .into_inner();
     drop(client);
 
-    let server = server.restart()?;
+    let server = server.restart().await?;
     let mut admin = server.admin().await?;
     let topics = admin
         .list_topics(v1::ListTopicsRequest {})
@@ -285,7 +315,10 @@ async fn clean_restart_keeps_topics_configs_and_data() -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert_eq!(description.id, description_before.id, "topic id survives");
-    assert_eq!(description.config, description_before.config, "config survives");
+    assert_eq!(
+        description.config, description_before.config,
+        "config survives"
+    );
     let mut client = server.data().await?;
     for ((topic, partition), values) in &expected {
         let batches = read_batches(&mut client, topic, *partition, 0).await?;
@@ -302,45 +335,32 @@ async fn clean_restart_keeps_topics_configs_and_data() -> anyhow::Result<()> {
         assert_eq!(&stored, values, "{topic}/{partition}");
         // Writing continues at the next offset.
         let response =
-            sluice_tests::produce(&mut client, topic, *partition, one_record_batch("after")).await?;
+            sluice_tests::produce(&mut client, topic, *partition, one_record_batch("after"))
+                .await?;
         assert_eq!(response.base_offset, values.len() as i64);
     }
     Ok(())
 }
 
-/// A clean shutdown (SIGTERM) must not drop what was acknowledged with
-/// `acks=buffer` and is still waiting for its flush.
 #[tokio::test]
-async fn clean_shutdown_keeps_buffer_acknowledged_messages() -> anyhow::Result<()> {
-    // A long flush interval: nothing is flushed before the shutdown.
-    let server = Standalone::start_temp(&["--flush-interval-ms", "600000"])?;
-    let topic = "buffered";
-    server.create_topic(topic, 1, None).await?;
-    let mut client = server.data().await?;
-    let mut values = Vec::new();
-    for n in 0..5 {
-        let value = format!("buffered-{n}");
-        let request = v1::ProduceRequest {
-            topic: topic.into(),
-            target: Some(v1::produce_request::Target::Partition(0)),
-            records: one_record_batch(&value),
-            acks: v1::AckMode::Buffer as i32,
-        };
-        let response = client.produce(request).await?.into_inner();
-        assert_eq!(response.base_offset, n);
-        values.push(value);
-    }
-    drop(client);
-    let server = server.restart()?;
-    let mut client = server.data().await?;
-    let stored: Vec<String> = sluice_tests::read_all(&mut client, topic, 0, 0)
-        .await?
-        .into_iter()
-        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
-        .collect();
-    assert_eq!(
-        stored, values,
-        "messages acknowledged with acks=buffer before a clean shutdown"
+async fn a_second_server_on_the_same_data_dir_is_refused() -> anyhow::Result<()> {
+    let server = Standalone::start_temp(&[])?;
+    server.create_topic("mine", 1, None).await?;
+    let output = std::process::Command::new(sluice_tests::sluice_bin())
+        .arg("standalone")
+        .arg("--data-dir")
+        .arg(&server.data_dir)
+        .args(["--grpc-addr", "127.0.0.1:0"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "a second process started on a data dir in use"
     );
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The first server is unharmed.
+    let mut client = server.data().await?;
+    sluice_tests::produce(&mut client, "mine", 0, one_record_batch("still mine")).await?;
     Ok(())
 }

@@ -55,7 +55,9 @@ fn sample_records(partition: u32, batch: usize, codec: Compression) -> Vec<Recor
             offset: 0,
             timestamp: base_ts + 1,
             key: Some(Bytes::from_static(&[0, 255, 1, 254])),
-            value: Some(Bytes::from((0..=255u8).cycle().take(3000).collect::<Vec<_>>())),
+            value: Some(Bytes::from(
+                (0..=255u8).cycle().take(3000).collect::<Vec<_>>(),
+            )),
             headers: vec![("bin".into(), Some(Bytes::from_static(&[0, 0, 0])))],
         },
         Record {
@@ -214,7 +216,10 @@ async fn max_bytes_limits_a_fetch_but_one_batch_always_comes() -> anyhow::Result
     let mut client = server.data().await?;
     let mut sizes = Vec::new();
     for batch in 0..4 {
-        let bytes = build(Compression::None, &sample_records(0, batch, Compression::None));
+        let bytes = build(
+            Compression::None,
+            &sample_records(0, batch, Compression::None),
+        );
         sizes.push(bytes.len());
         sluice_tests::produce(&mut client, topic, 0, bytes).await?;
     }
@@ -327,6 +332,46 @@ async fn keyless_produce_spreads_over_partitions() -> anyhow::Result<()> {
             stored,
             placed.remove(&partition).unwrap_or_default(),
             "partition {partition} holds exactly what the responses said, at those offsets"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_large_batch_round_trips_and_comes_whole_even_past_max_bytes() -> anyhow::Result<()> {
+    let server = Standalone::start_temp(&[])?;
+    let topic = "large";
+    server.create_topic(topic, 1, keep_forever()).await?;
+    let mut client = server.data().await?;
+    // 4 MiB of incompressible bytes (xorshift), under the 8 MiB default limit.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let value: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    for codec in [Compression::None, Compression::Zstd] {
+        let mut builder = BatchBuilder::new(codec);
+        builder.push(1_700_000_000_000, Some(b"big"), Some(&value), &[])?;
+        let batch = builder.build()?;
+        let response = sluice_tests::produce(&mut client, topic, 0, batch.clone()).await?;
+        let mut request = sluice_tests::fetch_request(topic, 0, response.base_offset);
+        request.max_bytes = 1024;
+        let fetched = client.fetch(request).await?.into_inner().records;
+        assert_eq!(
+            fetched.len(),
+            batch.len(),
+            "{codec}: one whole batch despite max_bytes 1024"
+        );
+        assert!(fetched[16..] == batch[16..], "{codec}: same bytes");
+        let records = sluice_record::decode_records(&fetched)?;
+        assert_eq!(records.len(), 1);
+        assert!(
+            records[0].value.as_deref() == Some(&value[..]),
+            "{codec}: same value"
         );
     }
     Ok(())
