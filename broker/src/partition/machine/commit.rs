@@ -143,22 +143,25 @@ impl<W> PartitionMachine<W> {
     /// Retention and merges replaced segments; delete those the saved
     /// checkpoint no longer references (one built earlier may still).
     fn delete_unreferenced(&mut self, actions: &mut Vec<Action<W>>) {
-        let referenced = |name: &str, layout: Option<&SegmentLayout>| {
-            self.saved
-                .segments
-                .iter()
-                .any(|s| s.name == name && layout.is_none_or(|l| *l == s.layout))
-        };
+        let referenced = |name: &str| self.saved.segments.iter().any(|s| s.name == name);
         let (doomed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.doomed)
             .into_iter()
-            .partition(|s| !referenced(&s.name, None));
+            .partition(|s| !referenced(&s.name));
         self.doomed = kept;
         if !doomed.is_empty() {
             actions.push(Action::DeleteSegments(doomed));
         }
+        // Chunks stay while the saved checkpoint reads the segment as chunks
+        // at all: one built before the segment was sealed names fewer of them.
+        let chunked = |name: &str| {
+            self.saved
+                .segments
+                .iter()
+                .any(|s| s.name == name && matches!(s.layout, SegmentLayout::Chunks { .. }))
+        };
         let (merged, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.merged)
             .into_iter()
-            .partition(|s| !referenced(&s.name, Some(&s.layout)));
+            .partition(|s| !chunked(&s.name));
         self.merged = kept;
         for merged in merged {
             actions.push(Action::DeleteChunks(merged));
@@ -181,13 +184,15 @@ impl<W> PartitionMachine<W> {
         actions.push(Action::Stop);
     }
 
-    /// A sealed segment was merged into one object with `layout`.
+    /// A sealed segment was merged into one object with `layout`. A merge of
+    /// another length is stale (started by a takeover attempt that lost the
+    /// race, before the previous owner wrote more) and is ignored.
     pub fn merge_done(&mut self, name: &str, layout: SegmentLayout, now: Now) -> Vec<Action<W>> {
         let mut actions = Vec::new();
         if let Some(segment) = self
             .sealed
             .iter_mut()
-            .find(|s| s.name == name && s.layout != layout)
+            .find(|s| s.name == name && s.layout != layout && s.len() == layout.len())
         {
             let old = segment.clone();
             segment.layout = layout;

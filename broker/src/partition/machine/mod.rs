@@ -389,11 +389,13 @@ impl<W> PartitionMachine<W> {
     /// When the task should call [`tick`](Self::tick) next.
     pub fn next_deadline(&self) -> Option<Instant> {
         let flush = match (&self.flushing, self.buffered_since) {
-            // During a backoff nothing is flushed before the retry.
-            (None, Some(since)) if self.phase == Phase::Writing => {
-                let due = since + self.config.flush_interval;
-                Some(self.flush_retry.at.map_or(due, |at| due.max(at)))
-            }
+            // After a failure the retry is due at its time (not before, and
+            // not held back to the flush interval).
+            (None, Some(since)) if self.phase == Phase::Writing => Some(
+                self.flush_retry
+                    .at
+                    .unwrap_or(since + self.config.flush_interval),
+            ),
             _ => None,
         };
         let checkpoint = self.checkpoint_retry.at;
@@ -453,5 +455,4 @@ fn backoff(failures: u32) -> Duration {
 }
 
 #[cfg(test)]
-#[path = "../machine_tests.rs"]
 mod tests;

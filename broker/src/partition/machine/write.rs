@@ -176,8 +176,14 @@ impl<W> PartitionMachine<W> {
         {
             return;
         }
+        // Durable producers waiting on buffered data flush at once; those
+        // whose data is already flushed only wait for the checkpoint.
+        let durable_waiting = self
+            .waiters
+            .back()
+            .is_some_and(|w| w.appended.last_offset >= self.flushed_end);
         let due = self.draining
-            || !self.waiters.is_empty()
+            || durable_waiting
             || self.buffer_bytes >= self.config.flush_bytes
             || self.flush_retry.at.is_some()
             || self
