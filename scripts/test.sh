@@ -23,8 +23,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-log "checking formatting"
+log "checking formatting and lints"
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 log "building the sluice binary for the system tests"
 cargo build --bin sluice

@@ -162,10 +162,10 @@ impl Broker {
         let wait = async {
             let mut changes = self.partitions_changed.subscribe();
             loop {
-                if let Some(mut view) = self.view(key) {
-                    if view.wait_for(Option::is_some).await.is_ok() {
-                        return;
-                    }
+                if let Some(mut view) = self.view(key)
+                    && view.wait_for(Option::is_some).await.is_ok()
+                {
+                    return;
                 }
                 if changes.changed().await.is_err() {
                     return std::future::pending().await;

@@ -47,13 +47,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .into_inner();
     let partitions = NonZeroU32::new(description.partitions.len() as u32)
         .context("the topic has no partitions")?;
-    if let Some(partition) = args.partition {
-        if partition >= partitions.get() {
-            bail!(
-                "partition {partition} is out of range for topic {:?}, which has {partitions} partitions",
-                args.topic
-            );
-        }
+    if let Some(partition) = args.partition
+        && partition >= partitions.get()
+    {
+        bail!(
+            "partition {partition} is out of range for topic {:?}, which has {partitions} partitions",
+            args.topic
+        );
     }
     let acks = match args.acks.as_str() {
         "buffer" => v1::AckMode::Buffer,
@@ -89,11 +89,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Some(value.as_bytes()),
             &[],
         )?;
-        if builder.len() >= args.batch_messages || builder.estimated_size() >= BATCH_BYTES {
-            if let Some(builder) = pending.remove(&partition) {
-                sent += send(&mut client, &args.topic, partition, builder, acks).await?;
-                next_keyless = next_keyless.wrapping_add(1);
-            }
+        if (builder.len() >= args.batch_messages || builder.estimated_size() >= BATCH_BYTES)
+            && let Some(builder) = pending.remove(&partition)
+        {
+            sent += send(&mut client, &args.topic, partition, builder, acks).await?;
+            next_keyless = next_keyless.wrapping_add(1);
         }
     }
     for (partition, builder) in std::mem::take(&mut pending) {

@@ -116,10 +116,10 @@ impl TopicAdmin {
             .list(&keys::topic_assignments_prefix(name))
             .await?
         {
-            if let Some((_, partition)) = keys::parse_assignment(&key) {
-                if let Some(slot) = assignments.get_mut(partition as usize) {
-                    *slot = Some(records::decode(&key, "an assignment", &value.value)?);
-                }
+            if let Some((_, partition)) = keys::parse_assignment(&key)
+                && let Some(slot) = assignments.get_mut(partition as usize)
+            {
+                *slot = Some(records::decode(&key, "an assignment", &value.value)?);
             }
         }
         Ok(TopicInfo {
@@ -212,19 +212,19 @@ pub fn validate_topic_name(name: &str) -> Result<(), AdminError> {
 
 fn validate_config(config: &TopicConfig) -> Result<(), AdminError> {
     let invalid = |reason: String| Err(AdminError::InvalidConfig { reason });
-    if let Some(bytes) = config.segment_bytes {
-        if bytes < 1024 {
-            return invalid(format!(
-                "segment_bytes {bytes} is below the minimum of 1024"
-            ));
-        }
+    if let Some(bytes) = config.segment_bytes
+        && bytes < 1024
+    {
+        return invalid(format!(
+            "segment_bytes {bytes} is below the minimum of 1024"
+        ));
     }
-    if let Some(max) = config.max_batch_bytes {
-        if !(1024..=(64 << 20)).contains(&max) {
-            return invalid(format!(
-                "max_batch_bytes {max} must be between 1024 and 67108864"
-            ));
-        }
+    if let Some(max) = config.max_batch_bytes
+        && !(1024..=(64 << 20)).contains(&max)
+    {
+        return invalid(format!(
+            "max_batch_bytes {max} must be between 1024 and 67108864"
+        ));
     }
     if config.segment_ms == Some(0) {
         return invalid("segment_ms must be positive".into());

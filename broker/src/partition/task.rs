@@ -131,10 +131,10 @@ pub(crate) async fn run(mut ctx: Context) {
     while let Ok(Command::Produce { reply, .. }) = ctx.mailbox.try_recv() {
         let _ = reply.send(Err(WriteRejected::Stopped));
     }
-    if let Some(open) = state.writer.take() {
-        if let Err(e) = open.writer.seal().await {
-            tracing::warn!(partition = %ctx.key, error = %e, "closing the open segment failed");
-        }
+    if let Some(open) = state.writer.take()
+        && let Err(e) = open.writer.seal().await
+    {
+        tracing::warn!(partition = %ctx.key, error = %e, "closing the open segment failed");
     }
     ctx.view.send_replace(None);
     tracing::info!(partition = %ctx.key, epoch = ctx.epoch, "partition stopped");
@@ -235,28 +235,26 @@ impl TaskState {
                 Action::DeleteChunks(segment) => {
                     let (key, volumes) = (ctx.key.clone(), ctx.volumes.clone());
                     tokio::spawn(async move {
-                        if let Ok(volume) = volumes.get(&segment.volume) {
-                            if let Err(e) = volume
+                        if let Ok(volume) = volumes.get(&segment.volume)
+                            && let Err(e) = volume
                                 .delete_chunks(
                                     &paths::segment(&key, &segment.name),
                                     &segment.layout,
                                 )
                                 .await
-                            {
-                                tracing::warn!(partition = %key, error = %e, "deleting merged chunks failed; they are garbage now");
-                            }
+                        {
+                            tracing::warn!(partition = %key, error = %e, "deleting merged chunks failed; they are garbage now");
                         }
                     });
                 }
                 Action::PruneCheckpoints { newest, keep } => {
                     let (key, volumes) = (ctx.key.clone(), ctx.volumes.clone());
                     tokio::spawn(async move {
-                        if let Ok(home) = volumes.home() {
-                            if let Err(e) =
+                        if let Ok(home) = volumes.home()
+                            && let Err(e) =
                                 checkpoint::prune(home.as_ref(), &key, newest, &keep).await
-                            {
-                                tracing::warn!(partition = %key, error = %e, "pruning old checkpoints failed");
-                            }
+                        {
+                            tracing::warn!(partition = %key, error = %e, "pruning old checkpoints failed");
                         }
                     });
                 }
@@ -284,10 +282,10 @@ async fn flush(
     job: FlushJob,
     merges: mpsc::UnboundedSender<(String, SegmentLayout)>,
 ) -> IoDone {
-    if let Some(seal_job) = job.seal {
-        if let Err(e) = seal(&key, &volumes, &mut writer, seal_job, merges).await {
-            return IoDone::Flush(Err(e.to_string()), writer);
-        }
+    if let Some(seal_job) = job.seal
+        && let Err(e) = seal(&key, &volumes, &mut writer, seal_job, merges).await
+    {
+        return IoDone::Flush(Err(e.to_string()), writer);
     }
     if let SegmentTarget::New { name, avoid } = job.target {
         if let Some(old) = writer.take() {
@@ -349,13 +347,13 @@ async fn seal(
     job: SealJob,
     merges: mpsc::UnboundedSender<(String, SegmentLayout)>,
 ) -> Result<(), sluice_log::LogError> {
-    if writer.as_ref().is_some_and(|w| w.name == job.name) {
-        if let Some(open) = writer.take() {
-            // Everything the checkpoints reference is durable already; a
-            // failing close (its volume may be the one failing) changes nothing.
-            if let Err(e) = open.writer.seal().await {
-                tracing::warn!(partition = %key, segment = %job.name, error = %e, "closing a sealed segment failed");
-            }
+    if writer.as_ref().is_some_and(|w| w.name == job.name)
+        && let Some(open) = writer.take()
+    {
+        // Everything the checkpoints reference is durable already; a
+        // failing close (its volume may be the one failing) changes nothing.
+        if let Err(e) = open.writer.seal().await {
+            tracing::warn!(partition = %key, segment = %job.name, error = %e, "closing a sealed segment failed");
         }
     }
     // The index goes to the home volume, which must be healthy anyway for

@@ -53,7 +53,7 @@ impl<W> PartitionMachine<W> {
                     self.next_offset = end_offset;
                 }
                 last.sealed = true;
-                if last.len() > 0 {
+                if !last.layout.is_empty() {
                     let index = SparseIndex::new(std::mem::take(&mut last.index));
                     self.pending_seal = Some(SealJob {
                         name: last.name.clone(),
@@ -63,7 +63,7 @@ impl<W> PartitionMachine<W> {
                     });
                 }
             }
-            segments.retain(|s| s.len() > 0);
+            segments.retain(|s| !s.layout.is_empty());
             self.sealed = segments;
             self.saved = found;
         }
@@ -109,7 +109,7 @@ impl<W> PartitionMachine<W> {
     /// delete what no checkpoint references any more, and carry on.
     fn saved(&mut self, checkpoint: Checkpoint, now: Now, actions: &mut Vec<Action<W>>) {
         self.checkpoint_retry.succeeded();
-        if checkpoint.sequence % PRUNE_EVERY == 0 {
+        if checkpoint.sequence.is_multiple_of(PRUNE_EVERY) {
             actions.push(Action::PruneCheckpoints {
                 newest: checkpoint.sequence,
                 keep: checkpoint.takeovers.clone(),
@@ -267,7 +267,7 @@ impl<W> PartitionMachine<W> {
     /// flushed, and everything below `high_watermark` visible.
     fn build_checkpoint(&self, high_watermark: i64, now_ms: i64) -> Checkpoint {
         let mut segments = self.sealed.clone();
-        if let Some(open) = self.open.as_ref().filter(|o| o.meta.layout.len() > 0) {
+        if let Some(open) = self.open.as_ref().filter(|o| !o.meta.layout.is_empty()) {
             segments.push(open.meta.clone());
         }
         let log_start_offset = segments

@@ -133,11 +133,11 @@ impl<W> PartitionMachine<W> {
     /// flush (everything up to there is durable) and write the failed data
     /// again, first thing, into a new segment on another volume.
     fn fail_over(&mut self, flush: FlushInFlight, now: Now) {
-        if let Some(open) = self.open.take() {
-            if open.meta.layout.len() > 0 {
-                let job = self.seal(open);
-                self.pending_seal = Some(job);
-            }
+        if let Some(open) = self.open.take()
+            && !open.meta.layout.is_empty()
+        {
+            let job = self.seal(open);
+            self.pending_seal = Some(job);
         }
         // A flush that seals writes to a new, never flushed segment, so the
         // abandon above sealed nothing: redo this flush's own seal.
