@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/sluice/v1/sluice.proto",
         "proto/sluice/v1/admin.proto",
+        "proto/sluice/v1/broker.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -175,6 +175,20 @@ impl Broker {
         tokio::time::timeout(timeout, wait).await.is_ok()
     }
 
+    /// Every partition this broker writes: key, epoch and visible log.
+    pub fn partitions(&self) -> Vec<(PartitionKey, u64, ViewReceiver)> {
+        self.lock()
+            .partitions
+            .iter()
+            .map(|(key, handle)| (key.clone(), handle.epoch, handle.view()))
+            .collect()
+    }
+
+    /// Changes whenever a partition starts or stops on this broker.
+    pub fn partition_changes(&self) -> watch::Receiver<u64> {
+        self.partitions_changed.subscribe()
+    }
+
     /// The partition count of a topic, as this broker knows it.
     pub fn partition_count(&self, topic: &str) -> Option<u32> {
         self.lock().topics.get(topic).map(|t| t.partitions)

@@ -13,8 +13,10 @@ mod broker;
 pub mod config;
 mod error;
 pub mod partition;
+mod server;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, PartitionConfig};
 pub use error::BrokerError;
 pub use partition::machine::{AckMode, Appended};
+pub use server::BrokerService;

@@ -21,6 +21,8 @@ pub struct PartitionView {
     /// Checkpoint sequence this view comes from (0: nothing written yet).
     pub sequence: u64,
     pub segments: Vec<SegmentView>,
+    /// The checkpoint itself, to pass on (brokers stream it to proxies).
+    pub checkpoint: Option<Arc<Checkpoint>>,
 }
 
 /// One segment as readers see it.
@@ -42,6 +44,7 @@ impl PartitionView {
             high_watermark: start,
             sequence: 0,
             segments: Vec::new(),
+            checkpoint: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl PartitionView {
             high_watermark: checkpoint.high_watermark,
             sequence: checkpoint.sequence,
             segments,
+            checkpoint: Some(Arc::new(checkpoint.clone())),
         }
     }
 

@@ -28,6 +28,24 @@ pub fn assignment(topic: &str, partition: u32) -> String {
     format!("{ROOT}/assignments/{topic}/{partition}")
 }
 
+/// Prefix of broker registrations.
+pub fn brokers_prefix() -> String {
+    format!("{ROOT}/brokers/")
+}
+
+/// `/sluice/brokers/<id>`: `{addr, zone}`, bound to the broker's lease.
+pub fn broker(id: u64) -> String {
+    format!("{ROOT}/brokers/{id}")
+}
+
+/// Splits a broker key back into the broker id.
+pub fn parse_broker(key: &str) -> Option<u64> {
+    key.strip_prefix(ROOT)?
+        .strip_prefix("/brokers/")?
+        .parse()
+        .ok()
+}
+
 /// Splits an assignment key back into topic and partition.
 pub fn parse_assignment(key: &str) -> Option<(&str, u32)> {
     let rest = key.strip_prefix(ROOT)?.strip_prefix("/assignments/")?;

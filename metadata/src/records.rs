@@ -62,3 +62,13 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
         reason: e.to_string(),
     })
 }
+
+/// `/sluice/brokers/<id>`: a live broker (bound to its lease).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    /// Address of its `sluice.v1.Broker` gRPC service.
+    pub addr: String,
+    /// Availability zone, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}

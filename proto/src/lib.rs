@@ -13,3 +13,18 @@ pub mod v1 {
 
 /// The gRPC metadata key whose value names the Sluice error (`UNKNOWN_TOPIC`, ...).
 pub const ERROR_CODE_KEY: &str = "sluice-error";
+
+/// A status with a message for people and, under [`ERROR_CODE_KEY`], a
+/// stable code for programs.
+pub fn status(code: tonic::Code, name: &'static str, message: impl Into<String>) -> tonic::Status {
+    let mut status = tonic::Status::new(code, message);
+    if let Ok(value) = name.parse() {
+        status.metadata_mut().insert(ERROR_CODE_KEY, value);
+    }
+    status
+}
+
+/// The `sluice-error` code of a status, if it has one.
+pub fn error_code(status: &tonic::Status) -> Option<&str> {
+    status.metadata().get(ERROR_CODE_KEY)?.to_str().ok()
+}

@@ -6,7 +6,6 @@
 use sluice_broker::BrokerError;
 use sluice_controller::AdminError;
 use sluice_log::LogError;
-use sluice_proto::ERROR_CODE_KEY;
 use sluice_storage::StorageError;
 use tonic::{Code, Status};
 
@@ -55,6 +54,8 @@ impl From<AdminError> for ProxyError {
 impl From<ProxyError> for Status {
     fn from(error: ProxyError) -> Status {
         let (code, name, message) = match error {
+            // Already a status (from this or another broker process).
+            ProxyError::Broker(e) => return e.to_status(),
             ProxyError::UnknownTopic { topic } => (
                 Code::NotFound,
                 "UNKNOWN_TOPIC",
@@ -79,7 +80,6 @@ impl From<ProxyError> for Status {
                 format!("partition {partition} is {reason}; retry"),
             ),
             ProxyError::BadRequest { reason } => (Code::InvalidArgument, "BAD_REQUEST", reason),
-            ProxyError::Broker(e) => broker(e),
             ProxyError::Log(e) => log(e),
             ProxyError::Admin(e) => admin(e),
         };
@@ -89,34 +89,7 @@ impl From<ProxyError> for Status {
             }
             _ => tracing::debug!(code = name, %message, "request refused"),
         }
-        let mut status = Status::new(code, message);
-        if let Ok(value) = name.parse() {
-            status.metadata_mut().insert(ERROR_CODE_KEY, value);
-        }
-        status
-    }
-}
-
-fn broker(e: BrokerError) -> (Code, &'static str, String) {
-    let message = e.to_string();
-    match e {
-        BrokerError::UnknownTopic { .. } => (Code::NotFound, "UNKNOWN_TOPIC", message),
-        BrokerError::PartitionOutOfRange { .. } => {
-            (Code::InvalidArgument, "PARTITION_OUT_OF_RANGE", message)
-        }
-        BrokerError::NotOwner { .. }
-        | BrokerError::Fenced { .. }
-        | BrokerError::ShuttingDown { .. } => (Code::Unavailable, "NOT_OWNER", message),
-        BrokerError::BatchTooLarge { .. } => (Code::InvalidArgument, "BATCH_TOO_LARGE", message),
-        BrokerError::InvalidBatch(ref batch) => {
-            let name = match batch.root() {
-                sluice_record::BatchError::BadCrc { .. } => "CORRUPT_BATCH_CRC",
-                _ => "INVALID_BATCH",
-            };
-            (Code::InvalidArgument, name, message)
-        }
-        BrokerError::EmptyRequest => (Code::InvalidArgument, "INVALID_BATCH", message),
-        BrokerError::Metadata(_) => (Code::Unavailable, "METADATA_UNAVAILABLE", message),
+        sluice_proto::status(code, name, message)
     }
 }
 

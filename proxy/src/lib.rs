@@ -6,9 +6,11 @@
 //! `grpc/fetch.rs` → `fetch.rs` (long-poll) → `sluice_log::read`.
 
 mod backend;
+mod cluster;
 mod error;
 pub mod fetch;
 pub mod grpc;
 
 pub use backend::{Backend, LocalBackend};
+pub use cluster::ClusterBackend;
 pub use grpc::{AdminService, SluiceService};

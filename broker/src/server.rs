@@ -1,0 +1,160 @@
+//! `sluice.v1.Broker`: what proxies call on a broker in cluster mode.
+//! Produce goes to the partition task; WatchPartitions streams each
+//! partition's checkpoint as it is saved, which is how proxies learn high
+//! watermarks and segments without polling storage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_log::PartitionKey;
+use sluice_proto::v1;
+use sluice_proto::v1::broker_server::BrokerServer;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::partition::ViewReceiver;
+use crate::{AckMode, Broker};
+
+/// Updates buffered per watching proxy before the broker waits for it.
+const UPDATES_BUFFERED: usize = 256;
+
+/// The broker's gRPC service.
+#[derive(Debug, Clone)]
+pub struct BrokerService {
+    broker: Arc<Broker>,
+}
+
+impl BrokerService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+
+    /// The tonic server, with message limits for large produce requests.
+    pub fn into_server(self) -> BrokerServer<Self> {
+        BrokerServer::new(self)
+            .max_decoding_message_size(128 << 20)
+            .max_encoding_message_size(128 << 20)
+    }
+}
+
+#[tonic::async_trait]
+impl v1::broker_server::Broker for BrokerService {
+    async fn produce(
+        &self,
+        request: Request<v1::BrokerProduceRequest>,
+    ) -> Result<Response<v1::ProduceResponse>, Status> {
+        let request = request.into_inner();
+        let ack = match v1::AckMode::try_from(request.acks) {
+            Ok(v1::AckMode::Buffer) => AckMode::Buffer,
+            _ => AckMode::Durable,
+        };
+        let appended = self
+            .broker
+            .produce(&request.topic, request.partition, request.records, ack)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(v1::ProduceResponse {
+            partition: request.partition,
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+        }))
+    }
+
+    type WatchPartitionsStream = ReceiverStream<Result<v1::PartitionUpdate, Status>>;
+
+    async fn watch_partitions(
+        &self,
+        _request: Request<v1::WatchPartitionsRequest>,
+    ) -> Result<Response<Self::WatchPartitionsStream>, Status> {
+        let (sender, receiver) = mpsc::channel(UPDATES_BUFFERED);
+        tokio::spawn(stream_updates(Arc::clone(&self.broker), sender));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// Sends the current checkpoint of every partition, then each newer one,
+/// until the proxy goes away.
+async fn stream_updates(
+    broker: Arc<Broker>,
+    sender: mpsc::Sender<Result<v1::PartitionUpdate, Status>>,
+) {
+    let mut changes = broker.partition_changes();
+    let mut watched: HashMap<PartitionKey, (u64, ViewReceiver)> = HashMap::new();
+    loop {
+        changes.borrow_and_update();
+        let current: HashMap<PartitionKey, (u64, ViewReceiver)> = broker
+            .partitions()
+            .into_iter()
+            .map(|(key, epoch, view)| (key, (epoch, view)))
+            .collect();
+        // Partitions that stopped here.
+        let stopped: Vec<PartitionKey> = watched
+            .iter()
+            .filter(|(key, (epoch, _))| current.get(*key).is_none_or(|(e, _)| e != epoch))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stopped {
+            if let Some((epoch, _)) = watched.remove(&key) {
+                let update = v1::PartitionUpdate {
+                    topic: key.topic.clone(),
+                    partition: key.partition,
+                    epoch,
+                    checkpoint: Default::default(),
+                    stopped: true,
+                };
+                if sender.send(Ok(update)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        // New partitions: their current view is sent below as "changed".
+        for (key, (epoch, mut view)) in current {
+            if !watched.contains_key(&key) {
+                view.mark_changed();
+                watched.insert(key, (epoch, view));
+            }
+        }
+        for (key, (epoch, view)) in watched.iter_mut() {
+            if !view.has_changed().unwrap_or(false) {
+                continue;
+            }
+            let checkpoint = view
+                .borrow_and_update()
+                .as_ref()
+                .and_then(|v| v.checkpoint.clone());
+            let Some(checkpoint) = checkpoint else {
+                continue;
+            };
+            let update = v1::PartitionUpdate {
+                topic: key.topic.clone(),
+                partition: key.partition,
+                epoch: *epoch,
+                checkpoint: checkpoint.encode(),
+                stopped: false,
+            };
+            if sender.send(Ok(update)).await.is_err() {
+                return;
+            }
+        }
+        // Wait for a checkpoint, a partition starting or stopping, or the
+        // proxy going away.
+        // (A view whose partition task ended is closed: not waited on.)
+        type Wait<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+        let waits = watched
+            .values_mut()
+            .filter(|(_, view)| view.has_changed().is_ok())
+            .map(|(_, view)| -> Wait<'_> {
+                Box::pin(async move {
+                    let _ = view.changed().await;
+                })
+            })
+            .chain(std::iter::once(Box::pin(std::future::pending()) as Wait<'_>));
+        let any_view = futures::future::select_all(waits);
+        tokio::select! {
+            _ = any_view => {}
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = sender.closed() => return,
+        }
+    }
+}

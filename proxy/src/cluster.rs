@@ -1,0 +1,384 @@
+//! The proxy's view of a cluster: topics, partition owners and brokers from
+//! a metadata-store watch, and each partition's visible log from its owner's
+//! checkpoint stream (`Broker.WatchPartitions`). Produce goes to the owner
+//! and is retried, with backoff, while a partition moves.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sluice_broker::partition::ViewReceiver;
+use sluice_broker::{AckMode, Appended, BrokerError};
+use sluice_log::checkpoint::Checkpoint;
+use sluice_log::{PartitionKey, PartitionView, VolumeSet};
+use sluice_metadata::records::{self, Assignment, BrokerRecord, TopicRecord};
+use sluice_metadata::{MetadataStore, WatchEvent, keys};
+use sluice_proto::v1;
+use sluice_proto::v1::broker_client::BrokerClient;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::Backend;
+
+/// How long a produce keeps retrying while its partition has no reachable owner.
+const PRODUCE_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// What the metadata watch tells the proxy.
+#[derive(Debug, Default)]
+struct State {
+    topics: HashMap<String, TopicRecord>,
+    owners: HashMap<PartitionKey, Assignment>,
+    brokers: HashMap<u64, BrokerRecord>,
+    /// Per partition: the newest view and the epoch it came from.
+    views: HashMap<PartitionKey, (u64, watch::Sender<Option<Arc<PartitionView>>>)>,
+    /// Checkpoint streams being followed, by broker id and address.
+    streams: HashMap<u64, (String, CancellationToken)>,
+    /// One HTTP/2 channel per broker address, shared by all requests.
+    channels: HashMap<String, Channel>,
+}
+
+/// A [`Backend`] over a cluster of broker processes.
+#[derive(Debug)]
+pub struct ClusterBackend {
+    volumes: VolumeSet,
+    state: Mutex<State>,
+    /// Bumped on every metadata change: produce retries wait on it.
+    changed: watch::Sender<u64>,
+    cancel: CancellationToken,
+}
+
+impl ClusterBackend {
+    /// Follows the metadata store until `cancel`.
+    pub async fn start(
+        metadata: Arc<dyn MetadataStore>,
+        volumes: VolumeSet,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>, sluice_metadata::MetadataError> {
+        let backend = Arc::new(Self {
+            volumes,
+            state: Mutex::default(),
+            changed: watch::Sender::new(0),
+            cancel,
+        });
+        let watch = metadata.watch(&format!("{}/", keys::ROOT)).await?;
+        for (key, value) in watch.initial {
+            backend.apply(WatchEvent::Put { key, value });
+        }
+        let follower = Arc::clone(&backend);
+        let mut events = watch.events;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = follower.cancel.cancelled() => break,
+                    event = events.recv() => match event {
+                        Some(event) => follower.apply(event),
+                        None => {
+                            tracing::error!("the metadata watch ended; this proxy no longer follows the cluster");
+                            break;
+                        }
+                    },
+                }
+            }
+        });
+        Ok(backend)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Never held across an await.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply(self: &Arc<Self>, event: WatchEvent) {
+        let mut state = self.lock();
+        match event {
+            WatchEvent::Put { key, value } => {
+                if let Some(topic) = keys::parse_topic(&key) {
+                    if let Ok(record) = records::decode(&key, "a topic", &value.value) {
+                        state.topics.insert(topic.to_owned(), record);
+                    }
+                } else if let Some((topic, partition)) = keys::parse_assignment(&key) {
+                    if let Ok(assignment) = records::decode(&key, "an assignment", &value.value) {
+                        state
+                            .owners
+                            .insert(PartitionKey::new(topic, partition), assignment);
+                    }
+                } else if let Some(id) = keys::parse_broker(&key) {
+                    if let Ok(record) =
+                        records::decode::<BrokerRecord>(&key, "a broker", &value.value)
+                    {
+                        let same = state
+                            .streams
+                            .get(&id)
+                            .is_some_and(|(addr, _)| *addr == record.addr);
+                        if !same {
+                            if let Some((_, old)) = state.streams.remove(&id) {
+                                old.cancel();
+                            }
+                            let stop = self.cancel.child_token();
+                            state
+                                .streams
+                                .insert(id, (record.addr.clone(), stop.clone()));
+                            tokio::spawn(Arc::clone(self).follow_broker(
+                                id,
+                                record.addr.clone(),
+                                stop,
+                            ));
+                        }
+                        state.brokers.insert(id, record);
+                    }
+                }
+            }
+            WatchEvent::Delete { key } => {
+                if let Some(topic) = keys::parse_topic(&key) {
+                    state.topics.remove(topic);
+                    state.views.retain(|k, _| k.topic != topic);
+                } else if let Some((topic, partition)) = keys::parse_assignment(&key) {
+                    state.owners.remove(&PartitionKey::new(topic, partition));
+                } else if let Some(id) = keys::parse_broker(&key) {
+                    state.brokers.remove(&id);
+                    if let Some((_, stop)) = state.streams.remove(&id) {
+                        stop.cancel();
+                    }
+                }
+            }
+        }
+        drop(state);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Follows one broker's checkpoint stream, reconnecting while it is registered.
+    async fn follow_broker(self: Arc<Self>, id: u64, addr: String, stop: CancellationToken) {
+        let mut delay = Duration::from_millis(50);
+        while !stop.is_cancelled() {
+            match self.stream_once(&addr, &stop).await {
+                Ok(()) => delay = Duration::from_millis(50),
+                Err(e) => {
+                    tracing::debug!(broker = id, %addr, error = %e, "checkpoint stream broke; reconnecting")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn stream_once(&self, addr: &str, stop: &CancellationToken) -> anyhow_like::Result<()> {
+        let mut client = BrokerClient::new(self.channel(addr)?);
+        let mut stream = client
+            .watch_partitions(v1::WatchPartitionsRequest {})
+            .await?
+            .into_inner();
+        loop {
+            let update = tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                update = stream.message() => update?,
+            };
+            let Some(update) = update else { return Ok(()) };
+            if update.stopped {
+                continue;
+            }
+            let key = PartitionKey::new(update.topic.as_str(), update.partition);
+            let path = format!("{key} (from broker {addr})");
+            let checkpoint = match Checkpoint::decode(&path, &update.checkpoint) {
+                Ok(checkpoint) => checkpoint,
+                Err(e) => {
+                    tracing::error!(partition = %key, error = %e, "ignoring a bad checkpoint update");
+                    continue;
+                }
+            };
+            self.publish(key, update.epoch, &checkpoint);
+        }
+    }
+
+    /// Replaces a partition's view, unless it comes from an older owner.
+    fn publish(&self, key: PartitionKey, epoch: u64, checkpoint: &Checkpoint) {
+        let mut state = self.lock();
+        let (current_epoch, sender) = state
+            .views
+            .entry(key.clone())
+            .or_insert_with(|| (0, watch::Sender::new(None)));
+        if epoch < *current_epoch {
+            return;
+        }
+        *current_epoch = epoch;
+        let previous = sender.borrow().clone();
+        let view = PartitionView::from_checkpoint(key, checkpoint, previous.as_deref());
+        sender.send_replace(Some(Arc::new(view)));
+    }
+
+    fn owner_addr(&self, key: &PartitionKey) -> Option<String> {
+        let state = self.lock();
+        let owner = state.owners.get(key)?;
+        state.brokers.get(&owner.broker).map(|b| b.addr.clone())
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::codegen::http::uri::InvalidUri> {
+        let mut state = self.lock();
+        if let Some(channel) = state.channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = lazy_channel(addr)?;
+        state.channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
+#[async_trait]
+impl Backend for ClusterBackend {
+    async fn produce(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        ack: AckMode,
+    ) -> Result<Appended, BrokerError> {
+        let key = PartitionKey::new(topic, partition);
+        let deadline = Instant::now() + PRODUCE_RETRY_FOR;
+        let mut changes = self.changed.subscribe();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let channel = self.owner_addr(&key).map(|addr| self.channel(&addr));
+            let result = match channel {
+                Some(Ok(channel)) => send(channel, &key, records.clone(), ack).await,
+                Some(Err(e)) => Err(RemoteError::Retriable(tonic::Status::unavailable(
+                    e.to_string(),
+                ))),
+                None => Err(RemoteError::NoOwner),
+            };
+            match result {
+                Ok(appended) => return Ok(appended),
+                Err(RemoteError::Refused(e)) => return Err(e),
+                Err(retriable) if Instant::now() >= deadline => {
+                    let last = match &retriable {
+                        RemoteError::Retriable(status) => status.message().to_owned(),
+                        _ => "no live owner".to_owned(),
+                    };
+                    tracing::warn!(partition = %key, last_error = %last, "giving up after {PRODUCE_RETRY_FOR:?}");
+                    return Err(BrokerError::NotOwner {
+                        topic: topic.to_owned(),
+                        partition,
+                    });
+                }
+                Err(_) => {
+                    // Wait for the partition to move (a metadata change) or the backoff.
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    fn partition_count(&self, topic: &str) -> Option<u32> {
+        self.lock().topics.get(topic).map(|t| t.partitions)
+    }
+
+    fn view(&self, key: &PartitionKey) -> Option<ViewReceiver> {
+        let mut state = self.lock();
+        if !state.topics.contains_key(&key.topic) {
+            return None;
+        }
+        let (_, sender) = state
+            .views
+            .entry(key.clone())
+            .or_insert_with(|| (0, watch::Sender::new(None)));
+        Some(sender.subscribe())
+    }
+
+    fn volumes(&self) -> &VolumeSet {
+        &self.volumes
+    }
+
+    async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool {
+        let Some(mut view) = self.view(key) else {
+            return false;
+        };
+        tokio::time::timeout(timeout, view.wait_for(Option::is_some))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Why a forwarded produce did not succeed.
+#[derive(Debug)]
+enum RemoteError {
+    /// No live owner is known yet.
+    NoOwner,
+    /// The owner could not be reached or does not own the partition (any more).
+    Retriable(tonic::Status),
+    /// The broker refused the request itself: the client's error.
+    Refused(BrokerError),
+}
+
+async fn send(
+    channel: Channel,
+    key: &PartitionKey,
+    records: Bytes,
+    ack: AckMode,
+) -> Result<Appended, RemoteError> {
+    let mut client = BrokerClient::new(channel)
+        .max_decoding_message_size(128 << 20)
+        .max_encoding_message_size(128 << 20);
+    let acks = match ack {
+        AckMode::Buffer => v1::AckMode::Buffer,
+        AckMode::Durable => v1::AckMode::Durable,
+    };
+    let request = v1::BrokerProduceRequest {
+        topic: key.topic.clone(),
+        partition: key.partition,
+        records,
+        acks: acks as i32,
+    };
+    match client.produce(request).await {
+        Ok(response) => {
+            let response = response.into_inner();
+            Ok(Appended {
+                base_offset: response.base_offset,
+                last_offset: response.last_offset,
+            })
+        }
+        Err(status) => Err(classify(key, status)),
+    }
+}
+
+/// Retriable statuses (owner moving, broker unreachable) versus the
+/// client's own errors, which are passed on as they are.
+fn classify(key: &PartitionKey, status: tonic::Status) -> RemoteError {
+    let code = sluice_proto::error_code(&status)
+        .unwrap_or_default()
+        .to_owned();
+    match (status.code(), code.as_str()) {
+        (tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled, _) => {
+            RemoteError::Retriable(status)
+        }
+        (_, "UNKNOWN_TOPIC") => RemoteError::Refused(BrokerError::UnknownTopic {
+            topic: key.topic.clone(),
+        }),
+        _ => RemoteError::Refused(BrokerError::Remote {
+            code: status.code(),
+            name: code,
+            message: status.message().to_owned(),
+        }),
+    }
+}
+
+/// A channel to a broker that connects (and reconnects) on first use.
+fn lazy_channel(addr: &str) -> Result<Channel, tonic::codegen::http::uri::InvalidUri> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy())
+}
+
+mod anyhow_like {
+    /// Errors of a checkpoint stream: the transport or the stream itself.
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
