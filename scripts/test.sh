@@ -9,10 +9,13 @@ cd "$(dirname "$0")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# protoc comes from the protoc-bin-vendored crate, so nothing to install for
-# code generation. Later issues add servers (etcd, S3, HDFS) here.
+# protoc for code generation (ours and etcd-client's) comes from the
+# protoc-bin-vendored crate through scripts/protoc.sh (.cargo/config.toml),
+# so nothing is installed for it. The metadata and cluster tests start a
+# real etcd. Later issues add servers (S3, HDFS) here.
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

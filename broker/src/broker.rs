@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use sluice_log::{PartitionKey, VolumeSet};
 use sluice_metadata::records::{self, Assignment, TopicRecord};
-use sluice_metadata::{Compare, MetadataStore, Op, WatchEvent, keys};
+use sluice_metadata::{Compare, LeaseId, MetadataStore, Op, WatchEvent, keys};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,8 @@ struct Lease {
 #[derive(Debug)]
 pub struct Broker {
     id: u64,
+    /// The process's metadata lease, which write leases are bound to.
+    lease: Option<LeaseId>,
     config: BrokerConfig,
     volumes: VolumeSet,
     metadata: Arc<dyn MetadataStore>,
@@ -47,14 +49,19 @@ struct State {
 impl Broker {
     /// Starts following the metadata store; partitions assigned to `id` start
     /// as their assignments are seen.
+    ///
+    /// `lease` is this process's metadata-store lease (cluster mode): the
+    /// write leases it takes are bound to it, so they vanish with it.
     pub async fn start(
         id: u64,
         config: BrokerConfig,
         volumes: VolumeSet,
         metadata: Arc<dyn MetadataStore>,
+        lease: Option<LeaseId>,
     ) -> Result<Arc<Self>, BrokerError> {
         let broker = Arc::new(Self {
             id,
+            lease,
             config,
             volumes,
             metadata,
@@ -284,6 +291,7 @@ impl Broker {
                 vec![Op::Put {
                     key: format!("{}/leases/{}/{}", keys::ROOT, key.topic, key.partition),
                     value: records::encode(&lease),
+                    lease: self.lease,
                 }],
             )
             .await;

@@ -80,7 +80,8 @@ async fn stream_updates(
     sender: mpsc::Sender<Result<v1::PartitionUpdate, Status>>,
 ) {
     let mut changes = broker.partition_changes();
-    let mut watched: HashMap<PartitionKey, (u64, ViewReceiver)> = HashMap::new();
+    // Per partition: its epoch, its view, and the checkpoint sequence last sent.
+    let mut watched: HashMap<PartitionKey, (u64, ViewReceiver, Option<u64>)> = HashMap::new();
     loop {
         changes.borrow_and_update();
         let current: HashMap<PartitionKey, (u64, ViewReceiver)> = broker
@@ -91,11 +92,11 @@ async fn stream_updates(
         // Partitions that stopped here.
         let stopped: Vec<PartitionKey> = watched
             .iter()
-            .filter(|(key, (epoch, _))| current.get(*key).is_none_or(|(e, _)| e != epoch))
+            .filter(|(key, (epoch, _, _))| current.get(*key).is_none_or(|(e, _)| e != epoch))
             .map(|(key, _)| key.clone())
             .collect();
         for key in stopped {
-            if let Some((epoch, _)) = watched.remove(&key) {
+            if let Some((epoch, _, _)) = watched.remove(&key) {
                 let update = v1::PartitionUpdate {
                     topic: key.topic.clone(),
                     partition: key.partition,
@@ -108,17 +109,12 @@ async fn stream_updates(
                 }
             }
         }
-        // New partitions: their current view is sent below as "changed".
-        for (key, (epoch, mut view)) in current {
-            if !watched.contains_key(&key) {
-                view.mark_changed();
-                watched.insert(key, (epoch, view));
-            }
+        for (key, (epoch, view)) in current {
+            watched.entry(key).or_insert((epoch, view, None));
         }
-        for (key, (epoch, view)) in watched.iter_mut() {
-            if !view.has_changed().unwrap_or(false) {
-                continue;
-            }
+        // Send every checkpoint not sent yet (marking each view seen, so the
+        // wait below sleeps until the next one).
+        for (key, (epoch, view, last_sent)) in watched.iter_mut() {
             let checkpoint = view
                 .borrow_and_update()
                 .as_ref()
@@ -126,6 +122,10 @@ async fn stream_updates(
             let Some(checkpoint) = checkpoint else {
                 continue;
             };
+            if *last_sent == Some(checkpoint.sequence) {
+                continue;
+            }
+            *last_sent = Some(checkpoint.sequence);
             let update = v1::PartitionUpdate {
                 topic: key.topic.clone(),
                 partition: key.partition,
@@ -143,8 +143,8 @@ async fn stream_updates(
         type Wait<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
         let waits = watched
             .values_mut()
-            .filter(|(_, view)| view.has_changed().is_ok())
-            .map(|(_, view)| -> Wait<'_> {
+            .filter(|(_, view, _)| view.has_changed().is_ok())
+            .map(|(_, view, _)| -> Wait<'_> {
                 Box::pin(async move {
                     let _ = view.changed().await;
                 })

@@ -4,8 +4,11 @@
 
 mod bench;
 mod client;
+mod cluster;
 mod consume;
+mod node;
 mod produce;
+mod serve;
 mod standalone;
 mod topic;
 
@@ -28,6 +31,12 @@ struct Cli {
 enum Command {
     /// Run every role in one process, on an embedded metadata store and local storage.
     Standalone(standalone::Args),
+    /// Run a controller (cluster mode): elects a leader through etcd and assigns partitions.
+    Controller(cluster::controller::Args),
+    /// Run a broker (cluster mode): writes the partitions assigned to it.
+    Broker(cluster::broker::Args),
+    /// Run a proxy (cluster mode): the endpoint clients connect to.
+    Proxy(cluster::proxy::Args),
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(topic::Command),
@@ -55,6 +64,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Standalone(args) => standalone::run(args).await,
+            Command::Controller(args) => cluster::controller::run(args).await,
+            Command::Broker(args) => cluster::broker::run(args).await,
+            Command::Proxy(args) => cluster::proxy::run(args).await,
             Command::Topic(command) => topic::run(command).await,
             Command::Produce(args) => produce::run(args).await,
             Command::Consume(args) => consume::run(args).await,

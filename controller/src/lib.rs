@@ -6,6 +6,8 @@
 //! election, rebalancing) builds on the same [`TopicAdmin`].
 
 mod error;
+pub mod leader;
+pub mod planner;
 mod topics;
 
 pub use error::AdminError;

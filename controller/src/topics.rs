@@ -32,15 +32,16 @@ impl TopicAdmin {
         Self { metadata }
     }
 
-    /// Creates a topic and assigns its partitions round-robin over `brokers`,
-    /// all in one transaction: a reader never sees a topic without its
-    /// assignments.
+    /// Creates a topic and, given `brokers`, assigns its partitions
+    /// round-robin over them in the same transaction (standalone: a reader
+    /// never sees a topic without its assignments). With `None`, the
+    /// controller's reconcile loop assigns them (cluster).
     pub async fn create_topic(
         &self,
         name: &str,
         partitions: u32,
         config: TopicConfig,
-        brokers: &[u64],
+        brokers: Option<&[u64]>,
         now_ms: i64,
     ) -> Result<TopicRecord, AdminError> {
         validate_topic_name(name)?;
@@ -51,7 +52,7 @@ impl TopicAdmin {
             });
         }
         validate_config(&config)?;
-        if brokers.is_empty() {
+        if brokers.is_some_and(<[u64]>::is_empty) {
             return Err(AdminError::NoBrokers);
         }
         let record = TopicRecord {
@@ -64,15 +65,19 @@ impl TopicAdmin {
         let mut ops = vec![Op::Put {
             key: topic_key.clone(),
             value: records::encode(&record),
+            lease: None,
         }];
-        let start = rand::random_range(0..brokers.len());
-        for partition in 0..partitions {
-            let broker = brokers[(start + partition as usize) % brokers.len()];
-            let assignment = Assignment { broker, epoch: 1 };
-            ops.push(Op::Put {
-                key: keys::assignment(name, partition),
-                value: records::encode(&assignment),
-            });
+        if let Some(brokers) = brokers {
+            let start = rand::random_range(0..brokers.len());
+            for partition in 0..partitions {
+                let broker = brokers[(start + partition as usize) % brokers.len()];
+                let assignment = Assignment { broker, epoch: 1 };
+                ops.push(Op::Put {
+                    key: keys::assignment(name, partition),
+                    value: records::encode(&assignment),
+                    lease: None,
+                });
+            }
         }
         let created = self
             .metadata
@@ -171,6 +176,7 @@ impl TopicAdmin {
             let op = Op::Put {
                 key: key.clone(),
                 value: records::encode(&new),
+                lease: None,
             };
             if !self
                 .metadata
@@ -250,7 +256,7 @@ mod tests {
     async fn create_describe_delete() {
         let admin = admin();
         let record = admin
-            .create_topic("orders", 3, TopicConfig::default(), &[0], 1)
+            .create_topic("orders", 3, TopicConfig::default(), Some(&[0]), 1)
             .await
             .expect("create");
         assert_eq!(record.partitions, 3);
@@ -267,7 +273,7 @@ mod tests {
         );
         assert!(matches!(
             admin
-                .create_topic("orders", 1, TopicConfig::default(), &[0], 2)
+                .create_topic("orders", 1, TopicConfig::default(), Some(&[0]), 2)
                 .await,
             Err(AdminError::TopicExists { .. })
         ));
@@ -287,7 +293,7 @@ mod tests {
     async fn claim_all_raises_every_epoch() {
         let admin = admin();
         admin
-            .create_topic("a", 2, TopicConfig::default(), &[0], 1)
+            .create_topic("a", 2, TopicConfig::default(), Some(&[0]), 1)
             .await
             .expect("create");
         admin.claim_all(0).await.expect("claim");
@@ -306,7 +312,7 @@ mod tests {
             assert!(
                 matches!(
                     admin
-                        .create_topic(name, 1, TopicConfig::default(), &[0], 1)
+                        .create_topic(name, 1, TopicConfig::default(), Some(&[0]), 1)
                         .await,
                     Err(AdminError::InvalidTopicName { .. })
                 ),
@@ -315,7 +321,7 @@ mod tests {
         }
         assert!(matches!(
             admin
-                .create_topic("t", 0, TopicConfig::default(), &[0], 1)
+                .create_topic("t", 0, TopicConfig::default(), Some(&[0]), 1)
                 .await,
             Err(AdminError::InvalidPartitions { .. })
         ));
@@ -324,12 +330,12 @@ mod tests {
             ..TopicConfig::default()
         };
         assert!(matches!(
-            admin.create_topic("t", 1, tiny, &[0], 1).await,
+            admin.create_topic("t", 1, tiny, Some(&[0]), 1).await,
             Err(AdminError::InvalidConfig { .. })
         ));
         assert!(matches!(
             admin
-                .create_topic("t", 1, TopicConfig::default(), &[], 1)
+                .create_topic("t", 1, TopicConfig::default(), Some(&[]), 1)
                 .await,
             Err(AdminError::NoBrokers)
         ));

@@ -1,22 +1,32 @@
 //! The embedded metadata store of standalone mode: a map in memory, written
-//! through to one JSON file on every change (temp file, fsync, rename), so a
-//! restart on the same data directory finds every topic it had.
+//! through to one JSON file on every change, so a restart on the same data
+//! directory finds every topic it had. Leases live in memory only, with a
+//! timer task that expires them; keys bound to a lease are never written to
+//! the file, since they die with the process anyway.
 
-use std::collections::BTreeMap;
-use std::io::Write;
+mod file;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
-use crate::{Compare, MetadataError, MetadataStore, Op, Result, Versioned, Watch, WatchEvent};
+use crate::{
+    Compare, LeaseId, MetadataError, MetadataStore, Op, Result, Versioned, Watch, WatchEvent,
+    election_prefix,
+};
 
 /// A single-process [`MetadataStore`] persisted to `<dir>/metadata.json`.
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes the lease timer when a lease may expire sooner than it planned.
+    lease_timer_wake: Arc<Notify>,
 }
 
 #[derive(Debug)]
@@ -24,25 +34,29 @@ struct Inner {
     /// `None` keeps everything in memory (tests).
     path: Option<PathBuf>,
     revision: u64,
-    keys: BTreeMap<String, Versioned>,
+    keys: BTreeMap<String, Entry>,
+    leases: HashMap<LeaseId, LeaseState>,
+    next_lease: i64,
     watchers: Vec<(String, mpsc::UnboundedSender<WatchEvent>)>,
+    /// The revision after every change: campaigners wait on it.
+    changes: watch::Sender<u64>,
+    /// The lease timer task, started with the first lease.
+    lease_timer: Option<AbortHandle>,
 }
 
-/// The on-disk form. Values are stored as text when they are UTF-8 (all of
-/// Sluice's are JSON), else as hex, so the file stays readable.
-#[derive(Serialize, Deserialize, Default)]
-struct FileImage {
-    revision: u64,
-    keys: BTreeMap<String, StoredValue>,
+#[derive(Clone, Debug)]
+struct Entry {
+    value: Versioned,
+    /// Revision at which the key was created; kept across updates (as in
+    /// etcd). Orders the candidates of an election.
+    created: u64,
+    lease: Option<LeaseId>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredValue {
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    text: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    hex: Option<String>,
-    version: u64,
+#[derive(Debug)]
+struct LeaseState {
+    ttl: Duration,
+    expires: Instant,
 }
 
 impl EmbeddedStore {
@@ -54,17 +68,7 @@ impl EmbeddedStore {
             path: path.clone(),
             source,
         })?;
-        let (revision, keys) = match std::fs::read(&path) {
-            Ok(bytes) => decode_image(&path, &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, BTreeMap::new()),
-            Err(source) => {
-                return Err(MetadataError::Io {
-                    op: "read",
-                    path,
-                    source,
-                });
-            }
-        };
+        let (revision, keys) = file::read(&path)?;
         Ok(Self::with(Some(path), revision, keys))
     }
 
@@ -74,132 +78,100 @@ impl EmbeddedStore {
     }
 
     fn with(path: Option<PathBuf>, revision: u64, keys: BTreeMap<String, Versioned>) -> Self {
+        let keys = keys
+            .into_iter()
+            .map(|(key, value)| {
+                let created = value.version;
+                let entry = Entry {
+                    value,
+                    created,
+                    lease: None,
+                };
+                (key, entry)
+            })
+            .collect();
         let inner = Inner {
             path,
             revision,
             keys,
+            leases: HashMap::new(),
+            next_lease: 1,
             watchers: Vec::new(),
+            changes: watch::Sender::new(revision),
+            lease_timer: None,
         };
         Self {
             inner: Arc::new(Mutex::new(inner)),
+            lease_timer_wake: Arc::new(Notify::new()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// Locks the state, first expiring every lease that is due, so no
+    /// operation ever sees a key whose lease has run out.
+    ///
+    /// A std mutex, never held across an `.await`: every critical section is
+    /// a short in-memory update (plus the file write of a change, which must
+    /// be ordered with the update anyway).
+    fn state(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated
         // (updates are applied to a copy first), so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.expire_due(Instant::now());
+        inner
     }
 }
 
-fn decode_image(path: &Path, bytes: &[u8]) -> Result<(u64, BTreeMap<String, Versioned>)> {
-    let corrupt = |reason: String| MetadataError::Corrupt {
-        path: path.to_owned(),
-        reason,
-    };
-    let image: FileImage = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut keys = BTreeMap::new();
-    for (key, stored) in image.keys {
-        let value = match (stored.text, stored.hex) {
-            (Some(text), None) => text.into_bytes(),
-            (None, Some(hex)) => {
-                decode_hex(&hex).ok_or_else(|| corrupt(format!("bad hex under {key}")))?
-            }
-            _ => return Err(corrupt(format!("key {key} needs exactly one of text/hex"))),
-        };
-        keys.insert(
-            key,
-            Versioned {
-                value,
-                version: stored.version,
-            },
-        );
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(timer) = &self.lease_timer {
+            timer.abort();
+        }
     }
-    Ok((image.revision, keys))
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 impl Inner {
-    /// Writes the whole image: temp file, fsync, rename, fsync directory.
-    fn persist(&self, revision: u64, keys: &BTreeMap<String, Versioned>) -> Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let mut image = FileImage {
-            revision,
-            keys: BTreeMap::new(),
-        };
-        for (key, value) in keys {
-            let (text, hex) = match std::str::from_utf8(&value.value) {
-                Ok(text) => (Some(text.to_owned()), None),
-                Err(_) => (
-                    None,
-                    Some(value.value.iter().map(|b| format!("{b:02x}")).collect()),
-                ),
-            };
-            let stored = StoredValue {
-                text,
-                hex,
-                version: value.version,
-            };
-            image.keys.insert(key.clone(), stored);
-        }
-        let io = |op: &'static str| {
-            let path = path.clone();
-            move |source| MetadataError::Io { op, path, source }
-        };
-        let bytes = serde_json::to_vec_pretty(&image).map_err(|e| MetadataError::Corrupt {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let tmp = path.with_extension("json.tmp");
-        let mut file = std::fs::File::create(&tmp).map_err(io("create"))?;
-        file.write_all(&bytes).map_err(io("write"))?;
-        file.sync_data().map_err(io("fsync"))?;
-        std::fs::rename(&tmp, path).map_err(io("rename"))?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io("fsync the directory of"))?;
-        }
-        Ok(())
-    }
-
     fn holds(&self, compare: &Compare) -> bool {
         match compare {
             Compare::Absent(key) => !self.keys.contains_key(key),
-            Compare::Version(key, version) => {
-                self.keys.get(key).is_some_and(|v| v.version == *version)
-            }
+            Compare::Version(key, version) => self
+                .keys
+                .get(key)
+                .is_some_and(|e| e.value.version == *version),
         }
     }
 
-    /// Applies ops to a copy, persists it, then swaps it in and tells watchers.
+    /// Applies ops to a copy, persists it if a key of the file changed, then
+    /// swaps it in and tells watchers.
     fn apply(&mut self, ops: Vec<Op>) -> Result<u64> {
         let revision = self.revision + 1;
         let mut keys = self.keys.clone();
         let mut events = Vec::new();
+        let mut durable_change = false;
         for op in ops {
             match op {
-                Op::Put { key, value } => {
+                Op::Put { key, value, lease } => {
+                    if let Some(lease) = lease
+                        && !self.leases.contains_key(&lease)
+                    {
+                        return Err(MetadataError::LeaseExpired { lease });
+                    }
                     let value = Versioned {
                         value,
                         version: revision,
                     };
-                    keys.insert(key.clone(), value.clone());
+                    let created = keys.get(&key).map_or(revision, |old| old.created);
+                    let entry = Entry {
+                        value: value.clone(),
+                        created,
+                        lease,
+                    };
+                    let old = keys.insert(key.clone(), entry);
+                    durable_change |= lease.is_none() || old.is_some_and(|o| o.lease.is_none());
                     events.push(WatchEvent::Put { key, value });
                 }
                 Op::Delete { key } => {
-                    if keys.remove(&key).is_some() {
+                    if let Some(old) = keys.remove(&key) {
+                        durable_change |= old.lease.is_none();
                         events.push(WatchEvent::Delete { key });
                     }
                 }
@@ -210,21 +182,33 @@ impl Inner {
                         .take_while(|k| k.starts_with(&prefix))
                         .collect();
                     for key in doomed {
-                        keys.remove(&key);
+                        if let Some(old) = keys.remove(&key) {
+                            durable_change |= old.lease.is_none();
+                        }
                         events.push(WatchEvent::Delete { key });
                     }
                 }
             }
         }
-        self.persist(revision, &keys)?;
+        if events.is_empty() {
+            return Ok(self.revision);
+        }
+        if durable_change && let Some(path) = &self.path {
+            let durable = keys
+                .iter()
+                .filter(|(_, e)| e.lease.is_none())
+                .map(|(k, e)| (k, &e.value));
+            file::write(path, revision, durable)?;
+        }
         self.revision = revision;
         self.keys = keys;
         self.watchers.retain(|(prefix, sender)| {
             events
                 .iter()
-                .filter(|event| event_key(event).starts_with(prefix.as_str()))
+                .filter(|event| event.key().starts_with(prefix.as_str()))
                 .all(|event| sender.send(event.clone()).is_ok())
         });
+        self.changes.send_replace(revision);
         Ok(revision)
     }
 
@@ -232,37 +216,100 @@ impl Inner {
         self.keys
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, e)| (k.clone(), e.value.clone()))
             .collect()
+    }
+
+    /// Ends the lease and deletes its keys.
+    fn end_lease(&mut self, lease: LeaseId) {
+        if self.leases.remove(&lease).is_none() {
+            return;
+        }
+        let doomed: Vec<Op> = self
+            .keys
+            .iter()
+            .filter(|(_, e)| e.lease == Some(lease))
+            .map(|(key, _)| Op::Delete { key: key.clone() })
+            .collect();
+        // Keys of a lease are not in the file, so this cannot fail on I/O.
+        if let Err(error) = self.apply(doomed) {
+            tracing::error!(%lease, %error, "cannot delete the keys of an ended lease");
+        }
+    }
+
+    fn expire_due(&mut self, now: Instant) {
+        let due: Vec<LeaseId> = self
+            .leases
+            .iter()
+            .filter(|(_, state)| state.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for lease in due {
+            tracing::debug!(%lease, "lease expired");
+            self.end_lease(lease);
+        }
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        self.leases.values().map(|state| state.expires).min()
+    }
+
+    /// The candidate key of `election` that leads: the oldest one.
+    fn leader(&self, election: &str) -> Option<(&String, &Entry)> {
+        let prefix = election_prefix(election);
+        self.keys
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .min_by_key(|(_, e)| e.created)
     }
 }
 
-fn event_key(event: &WatchEvent) -> &str {
-    match event {
-        WatchEvent::Put { key, .. } | WatchEvent::Delete { key } => key,
+/// The lease timer: sleeps until the next lease is due, expires it (through
+/// [`EmbeddedStore::state`]), and repeats. Ends when the store is dropped
+/// (which also aborts it).
+async fn expire_leases(inner: Weak<Mutex<Inner>>, wake: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.expire_due(Instant::now());
+            inner.next_expiry()
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
     }
 }
 
 #[async_trait]
 impl MetadataStore for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>> {
-        Ok(self.lock().keys.get(key).cloned())
+        Ok(self.state().keys.get(key).map(|e| e.value.clone()))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Versioned)>> {
-        Ok(self.lock().list(prefix))
+        Ok(self.state().list(prefix))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<u64> {
         let op = Op::Put {
             key: key.to_owned(),
             value,
+            lease: None,
         };
-        self.lock().apply(vec![op])
+        self.state().apply(vec![op])
     }
 
     async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool> {
-        let mut inner = self.lock();
+        let mut inner = self.state();
         if !compares.iter().all(|c| inner.holds(c)) {
             return Ok(false);
         }
@@ -271,7 +318,7 @@ impl MetadataStore for EmbeddedStore {
     }
 
     async fn watch(&self, prefix: &str) -> Result<Watch> {
-        let mut inner = self.lock();
+        let mut inner = self.state();
         let (sender, events) = mpsc::unbounded_channel();
         inner.watchers.push((prefix.to_owned(), sender));
         Ok(Watch {
@@ -279,116 +326,78 @@ impl MetadataStore for EmbeddedStore {
             events,
         })
     }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId> {
+        let mut inner = self.state();
+        let lease = LeaseId(inner.next_lease);
+        inner.next_lease += 1;
+        let expires = Instant::now() + ttl;
+        inner.leases.insert(lease, LeaseState { ttl, expires });
+        if inner.lease_timer.is_none() {
+            let timer = tokio::spawn(expire_leases(
+                Arc::downgrade(&self.inner),
+                self.lease_timer_wake.clone(),
+            ));
+            inner.lease_timer = Some(timer.abort_handle());
+        }
+        drop(inner);
+        self.lease_timer_wake.notify_one();
+        Ok(lease)
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let mut inner = self.state();
+        let state = inner
+            .leases
+            .get_mut(&lease)
+            .ok_or(MetadataError::LeaseExpired { lease })?;
+        state.expires = Instant::now() + state.ttl;
+        Ok(())
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
+        self.state().end_lease(lease);
+        Ok(())
+    }
+
+    async fn campaign(&self, election: &str, value: Vec<u8>, lease: LeaseId) -> Result<()> {
+        let key = format!("{}{lease}", election_prefix(election));
+        let mut changes = {
+            let mut inner = self.state();
+            let put = Op::Put {
+                key: key.clone(),
+                value,
+                lease: Some(lease),
+            };
+            inner.apply(vec![put])?;
+            inner.changes.subscribe()
+        };
+        loop {
+            {
+                let inner = self.state();
+                if !inner.keys.contains_key(&key) {
+                    return Err(MetadataError::LeaseExpired { lease });
+                }
+                if inner.leader(election).is_some_and(|(k, _)| *k == key) {
+                    return Ok(());
+                }
+            }
+            // The sender lives in the store, which `self` keeps alive.
+            if changes.changed().await.is_err() {
+                return Err(MetadataError::Unavailable {
+                    reason: "the embedded store was closed".into(),
+                });
+            }
+        }
+    }
+
+    async fn leader(&self, election: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .state()
+            .leader(election)
+            .map(|(_, e)| e.value.value.clone()))
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn survives_reopen_and_versions_change() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open(dir.path()).expect("open");
-        let v1 = store
-            .put("/sluice/topics/a", b"{\"x\":1}".to_vec())
-            .await
-            .expect("put");
-        let v2 = store
-            .put("/sluice/topics/a", b"{\"x\":2}".to_vec())
-            .await
-            .expect("put");
-        assert!(v2 > v1);
-        store
-            .put("/sluice/bin", vec![0xff, 0x00])
-            .await
-            .expect("put binary");
-        drop(store);
-        let store = EmbeddedStore::open(dir.path()).expect("reopen");
-        let got = store
-            .get("/sluice/topics/a")
-            .await
-            .expect("get")
-            .expect("present");
-        assert_eq!(got.value, b"{\"x\":2}");
-        assert_eq!(got.version, v2);
-        let bin = store
-            .get("/sluice/bin")
-            .await
-            .expect("get")
-            .expect("present");
-        assert_eq!(bin.value, vec![0xff, 0x00]);
-    }
-
-    #[tokio::test]
-    async fn txn_applies_only_when_compares_hold() {
-        let store = EmbeddedStore::in_memory();
-        let create = |v: &[u8]| Op::Put {
-            key: "k".into(),
-            value: v.to_vec(),
-        };
-        assert!(
-            store
-                .txn(vec![Compare::Absent("k".into())], vec![create(b"1")])
-                .await
-                .expect("txn")
-        );
-        assert!(
-            !store
-                .txn(vec![Compare::Absent("k".into())], vec![create(b"2")])
-                .await
-                .expect("txn")
-        );
-        let version = store.get("k").await.expect("get").expect("present").version;
-        assert!(
-            !store
-                .txn(
-                    vec![Compare::Version("k".into(), version + 1)],
-                    vec![create(b"3")]
-                )
-                .await
-                .expect("txn")
-        );
-        assert!(
-            store
-                .txn(
-                    vec![Compare::Version("k".into(), version)],
-                    vec![create(b"4")]
-                )
-                .await
-                .expect("txn")
-        );
-        assert_eq!(
-            store.get("k").await.expect("get").expect("present").value,
-            b"4"
-        );
-    }
-
-    #[tokio::test]
-    async fn watch_sees_initial_state_then_changes_under_its_prefix() {
-        let store = EmbeddedStore::in_memory();
-        store.put("/a/1", b"x".to_vec()).await.expect("put");
-        let mut watch = store.watch("/a/").await.expect("watch");
-        assert_eq!(watch.initial.len(), 1);
-        store.put("/b/1", b"y".to_vec()).await.expect("put");
-        store.put("/a/2", b"z".to_vec()).await.expect("put");
-        store
-            .txn(
-                vec![],
-                vec![Op::DeletePrefix {
-                    prefix: "/a/".into(),
-                }],
-            )
-            .await
-            .expect("txn");
-        let first = watch.events.recv().await.expect("event");
-        assert!(matches!(first, WatchEvent::Put { ref key, .. } if key == "/a/2"));
-        let mut deleted = vec![];
-        for _ in 0..2 {
-            match watch.events.recv().await.expect("event") {
-                WatchEvent::Delete { key } => deleted.push(key),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!(deleted, vec!["/a/1".to_string(), "/a/2".to_string()]);
-    }
-}
+mod tests;

@@ -4,6 +4,8 @@
 //! Nothing here sleeps as synchronisation: every wait is for a condition,
 //! with a deadline.
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

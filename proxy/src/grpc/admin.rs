@@ -21,8 +21,9 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct AdminService {
     admin: TopicAdmin,
     backend: Arc<dyn Backend>,
-    /// Brokers new partitions are assigned to.
-    brokers: Vec<u64>,
+    /// Brokers new partitions are assigned to at creation (standalone);
+    /// `None` leaves assignment to the controller (cluster).
+    brokers: Option<Vec<u64>>,
     /// Server defaults, shown where a topic sets nothing.
     defaults: TopicConfig,
 }
@@ -31,7 +32,7 @@ impl AdminService {
     pub fn new(
         admin: TopicAdmin,
         backend: Arc<dyn Backend>,
-        brokers: Vec<u64>,
+        brokers: Option<Vec<u64>>,
         defaults: TopicConfig,
     ) -> Self {
         Self {
@@ -104,7 +105,7 @@ impl v1::admin_server::Admin for AdminService {
                 &request.name,
                 request.partitions,
                 config,
-                &self.brokers,
+                self.brokers.as_deref(),
                 sluice_log::now_ms(),
             )
             .await

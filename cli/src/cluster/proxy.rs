@@ -1,0 +1,67 @@
+//! `sluice proxy`: the endpoint clients use in a cluster. Stateless: it
+//! follows the cluster in etcd, routes produce to the owning broker (with
+//! retries while partitions move), and serves fetch itself from the shared
+//! volumes, woken by the brokers' checkpoint streams.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use sluice_broker::BrokerConfig;
+use sluice_controller::TopicAdmin;
+use sluice_log::VolumeSet;
+use sluice_proxy::{AdminService, ClusterBackend, SluiceService};
+use tokio_util::sync::CancellationToken;
+
+use super::ClusterArgs;
+use crate::node::FileConfig;
+use crate::serve::{self, init_logging, shutdown_signal};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Address clients connect to.
+    #[arg(long, env = "SLUICE_GRPC_ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// The cluster's shared storage volume URLs (repeatable), as the brokers have them.
+    #[arg(long = "volume", env = "SLUICE_VOLUMES", value_delimiter = ',')]
+    volumes: Vec<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    init_logging();
+    let file = FileConfig::read(args.cluster.config.as_deref())?;
+    let volumes = if args.volumes.is_empty() {
+        file.volumes.clone().unwrap_or_default()
+    } else {
+        args.volumes.clone()
+    };
+    if volumes.is_empty() {
+        bail!("--volume is required: proxies read the cluster's shared volumes");
+    }
+    let grpc_addr = args
+        .grpc_addr
+        .or(file.grpc_addr)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
+    let metadata = args.cluster.connect(&file).await?;
+    let volumes = VolumeSet::open(&volumes)
+        .await
+        .context("cannot open a storage volume")?;
+    let listener = serve::bind(grpc_addr).await?;
+    let addr = listener.local_addr()?;
+    let cancel = CancellationToken::new();
+    let backend = ClusterBackend::start(metadata.clone(), volumes, cancel.child_token()).await?;
+    let signal = shutdown_signal()?;
+    println!("sluice proxy: grpc={addr}");
+    serve::cancel_on_signal(signal, cancel.clone());
+    let defaults = crate::standalone::topic_defaults(&BrokerConfig::default());
+    // Partitions of new topics are assigned by the controller.
+    let admin = AdminService::new(TopicAdmin::new(metadata), backend.clone(), None, defaults);
+    let router = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(SluiceService::new(backend, cancel.clone()).into_server())
+        .add_service(admin.into_server());
+    let served = serve::serve(router, listener, cancel).await;
+    tracing::info!("stopped");
+    served
+}

@@ -1,0 +1,166 @@
+//! Settings every node role shares: the `--config` TOML file (one file can
+//! hold the settings of every role; each reads its own) and the write-path
+//! flags of the roles that write partitions (`standalone`, `broker`).
+//! Flags win, then `SLUICE_…` environment variables, then the file, then
+//! the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use sluice_broker::BrokerConfig;
+
+/// Write-path flags (`standalone`, `broker`).
+#[derive(clap::Args, Debug, Default)]
+pub struct WriteArgs {
+    /// Longest time `buffer`-acknowledged data waits before a flush (ms).
+    #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Flush once this many bytes are buffered.
+    #[arg(long, env = "SLUICE_FLUSH_BYTES")]
+    pub flush_bytes: Option<u64>,
+    /// Default segment size before rolling.
+    #[arg(long, env = "SLUICE_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default segment age before rolling (ms).
+    #[arg(long, env = "SLUICE_SEGMENT_MS")]
+    pub segment_ms: Option<u64>,
+    /// Default retention by age (ms); -1 keeps data forever.
+    #[arg(long, env = "SLUICE_RETENTION_MS", allow_negative_numbers = true)]
+    pub retention_ms: Option<i64>,
+    /// Default retention by size per partition (bytes); -1 is unlimited.
+    #[arg(long, env = "SLUICE_RETENTION_BYTES", allow_negative_numbers = true)]
+    pub retention_bytes: Option<i64>,
+    /// How often retention runs (ms).
+    #[arg(long, env = "SLUICE_RETENTION_CHECK_MS")]
+    pub retention_check_ms: Option<u64>,
+    /// Bytes between sparse index entries.
+    #[arg(long, env = "SLUICE_INDEX_INTERVAL_BYTES")]
+    pub index_interval_bytes: Option<u64>,
+    /// Largest record batch accepted by default.
+    #[arg(long, env = "SLUICE_MAX_BATCH_BYTES")]
+    pub max_batch_bytes: Option<u32>,
+    /// Decode (and decompress) every produced record before accepting it, as
+    /// Kafka does (default true); false keeps only the CRC and header checks.
+    #[arg(long, env = "SLUICE_VALIDATE_RECORDS")]
+    pub validate_records: Option<bool>,
+}
+
+/// The `--config` file. Every field is optional; names are the flags' with
+/// underscores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See `--data-dir` (standalone).
+    pub data_dir: Option<PathBuf>,
+    /// See `--grpc-addr`.
+    pub grpc_addr: Option<SocketAddr>,
+    /// See `--volume`.
+    pub volumes: Option<Vec<String>>,
+    /// See `--etcd` (cluster roles): comma-separated endpoints.
+    pub etcd: Option<String>,
+    /// See `--id` (broker).
+    pub id: Option<u64>,
+    /// See `--lease-ttl-ms` (cluster roles).
+    pub lease_ttl_ms: Option<u64>,
+    /// See `--flush-interval-ms`.
+    pub flush_interval_ms: Option<u64>,
+    /// See `--flush-bytes`.
+    pub flush_bytes: Option<u64>,
+    /// See `--segment-bytes`.
+    pub segment_bytes: Option<u64>,
+    /// See `--segment-ms`.
+    pub segment_ms: Option<u64>,
+    /// See `--retention-ms`.
+    pub retention_ms: Option<i64>,
+    /// See `--retention-bytes`.
+    pub retention_bytes: Option<i64>,
+    /// See `--retention-check-ms`.
+    pub retention_check_ms: Option<u64>,
+    /// See `--index-interval-bytes`.
+    pub index_interval_bytes: Option<u64>,
+    /// See `--max-batch-bytes`.
+    pub max_batch_bytes: Option<u32>,
+    /// See `--validate-records`.
+    pub validate_records: Option<bool>,
+}
+
+impl FileConfig {
+    /// Reads the file, or the empty configuration without one.
+    pub fn read(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("bad config file {}", path.display()))
+    }
+}
+
+impl WriteArgs {
+    /// The broker settings: these flags, then the file, then the defaults.
+    pub fn broker_config(&self, file: &FileConfig) -> anyhow::Result<BrokerConfig> {
+        let mut broker = BrokerConfig::default();
+        if let Some(ms) = self.flush_interval_ms.or(file.flush_interval_ms) {
+            broker.flush_interval = Duration::from_millis(ms);
+        }
+        if let Some(bytes) = self.flush_bytes.or(file.flush_bytes) {
+            broker.flush_bytes = bytes;
+        }
+        if let Some(bytes) = self.segment_bytes.or(file.segment_bytes) {
+            broker.segment_bytes = bytes;
+        }
+        if let Some(ms) = self.segment_ms.or(file.segment_ms) {
+            broker.segment_age = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.retention_ms.or(file.retention_ms) {
+            broker.retention = u64::try_from(ms).ok().map(Duration::from_millis);
+        }
+        if let Some(bytes) = self.retention_bytes.or(file.retention_bytes) {
+            broker.retention_bytes = u64::try_from(bytes).ok();
+        }
+        if let Some(ms) = self.retention_check_ms.or(file.retention_check_ms) {
+            broker.retention_check_interval = Duration::from_millis(ms.max(1));
+        }
+        if let Some(bytes) = self.index_interval_bytes.or(file.index_interval_bytes) {
+            broker.index_interval_bytes = bytes;
+        }
+        if let Some(bytes) = self.max_batch_bytes.or(file.max_batch_bytes) {
+            broker.max_batch_bytes = bytes;
+        }
+        if let Some(validate) = self.validate_records.or(file.validate_records) {
+            broker.validate_records = validate;
+        }
+        validate(&broker)?;
+        Ok(broker)
+    }
+}
+
+/// Rules that involve more than one setting.
+fn validate(broker: &BrokerConfig) -> anyhow::Result<()> {
+    if broker.segment_bytes < 1024 {
+        bail!(
+            "segment_bytes {} is below the minimum of 1024",
+            broker.segment_bytes
+        );
+    }
+    if broker.flush_bytes == 0 || broker.index_interval_bytes == 0 {
+        bail!("flush_bytes and index_interval_bytes must be positive");
+    }
+    if !(1024..=(64 << 20)).contains(&broker.max_batch_bytes) {
+        bail!(
+            "max_batch_bytes {} must be between 1024 and 67108864",
+            broker.max_batch_bytes
+        );
+    }
+    if broker.flush_bytes > broker.max_buffer_bytes {
+        bail!(
+            "flush_bytes {} exceeds the partition buffer of {} bytes",
+            broker.flush_bytes,
+            broker.max_buffer_bytes
+        );
+    }
+    Ok(())
+}
