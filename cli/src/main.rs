@@ -5,6 +5,7 @@
 mod bench;
 mod client;
 mod cluster;
+mod cluster_admin;
 mod consume;
 mod node;
 mod produce;
@@ -33,8 +34,15 @@ enum Command {
     Standalone(standalone::Args),
     /// Run a controller (cluster mode): elects a leader through etcd and assigns partitions.
     Controller(cluster::controller::Args),
-    /// Run a broker (cluster mode): writes the partitions assigned to it.
-    Broker(cluster::broker::Args),
+    /// Run a broker (cluster mode): writes the partitions assigned to it;
+    /// or drain/undrain one.
+    Broker(BrokerCommand),
+    /// Cluster status and rebalancing (through any proxy).
+    #[command(subcommand)]
+    Cluster(cluster_admin::ClusterCommand),
+    /// Move a partition to another broker.
+    #[command(subcommand)]
+    Partition(cluster_admin::PartitionCommand),
     /// Run a proxy (cluster mode): the endpoint clients connect to.
     Proxy(cluster::proxy::Args),
     /// Create, list, describe and delete topics.
@@ -47,6 +55,16 @@ enum Command {
     /// Measure produce or consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::Command),
+}
+
+/// `sluice broker [FLAGS]` runs a broker; `sluice broker drain ID` drains one.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BrokerCommand {
+    #[command(subcommand)]
+    action: Option<cluster_admin::BrokerAction>,
+    #[command(flatten)]
+    run: cluster::broker::Args,
 }
 
 fn main() -> ExitCode {
@@ -65,7 +83,13 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Standalone(args) => standalone::run(args).await,
             Command::Controller(args) => cluster::controller::run(args).await,
-            Command::Broker(args) => cluster::broker::run(args).await,
+            Command::Broker(BrokerCommand {
+                action: Some(action),
+                ..
+            }) => cluster_admin::broker(action).await,
+            Command::Broker(BrokerCommand { action: None, run }) => cluster::broker::run(run).await,
+            Command::Cluster(command) => cluster_admin::cluster(command).await,
+            Command::Partition(command) => cluster_admin::partition(command).await,
             Command::Proxy(args) => cluster::proxy::run(args).await,
             Command::Topic(command) => topic::run(command).await,
             Command::Produce(args) => produce::run(args).await,

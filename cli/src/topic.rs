@@ -40,6 +40,15 @@ pub enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Raise a topic's partition count to --partitions.
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        partitions: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Delete a topic and all its data.
     Delete {
         name: String,
@@ -103,6 +112,24 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 .await?
                 .into_inner();
             print_description(&topic);
+        }
+        Command::AddPartitions {
+            name,
+            partitions,
+            server,
+        } => {
+            let request = v1::AddPartitionsRequest { name, partitions };
+            let topic = server
+                .admin()
+                .await?
+                .add_partitions(request)
+                .await?
+                .into_inner();
+            println!(
+                "topic {} has {} partitions",
+                topic.name,
+                topic.partitions.len()
+            );
         }
         Command::Delete { name, server } => {
             server

@@ -21,4 +21,6 @@ pub enum AdminError {
     Conflict,
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Plan(#[from] crate::planner::PlanError),
 }

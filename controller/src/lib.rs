@@ -7,8 +7,10 @@
 
 mod error;
 pub mod leader;
+mod ops;
 pub mod planner;
 mod topics;
 
 pub use error::AdminError;
+pub use ops::{BrokerStatus, ClusterOps, ClusterStatus};
 pub use topics::{TopicAdmin, TopicInfo, validate_topic_name};

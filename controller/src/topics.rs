@@ -32,6 +32,11 @@ impl TopicAdmin {
         Self { metadata }
     }
 
+    /// The store this works on.
+    pub fn metadata(&self) -> Arc<dyn MetadataStore> {
+        Arc::clone(&self.metadata)
+    }
+
     /// Creates a topic and, given `brokers`, assigns its partitions
     /// round-robin over them in the same transaction (standalone: a reader
     /// never sees a topic without its assignments). With `None`, the

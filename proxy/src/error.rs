@@ -5,6 +5,7 @@
 
 use sluice_broker::BrokerError;
 use sluice_controller::AdminError;
+use sluice_controller::planner::PlanError;
 use sluice_log::LogError;
 use sluice_storage::StorageError;
 use tonic::{Code, Status};
@@ -134,5 +135,21 @@ fn admin(e: AdminError) -> (Code, &'static str, String) {
         AdminError::NoBrokers => (Code::Unavailable, "NO_BROKERS", message),
         AdminError::Conflict => (Code::Aborted, "CONFLICT", message),
         AdminError::Metadata(_) => (Code::Unavailable, "METADATA_UNAVAILABLE", message),
+        AdminError::Plan(plan) => match plan {
+            PlanError::UnknownTopic { .. } => (Code::NotFound, "UNKNOWN_TOPIC", message),
+            PlanError::PartitionOutOfRange { .. } => {
+                (Code::InvalidArgument, "PARTITION_OUT_OF_RANGE", message)
+            }
+            PlanError::NotAssigned { .. } => (Code::FailedPrecondition, "NOT_ASSIGNED", message),
+            PlanError::BrokerNotLive { .. } => {
+                (Code::FailedPrecondition, "BROKER_NOT_LIVE", message)
+            }
+            PlanError::BrokerDraining { .. } => {
+                (Code::FailedPrecondition, "BROKER_DRAINING", message)
+            }
+            PlanError::AlreadyOnBroker { .. } => {
+                (Code::AlreadyExists, "ALREADY_ON_BROKER", message)
+            }
+        },
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use sluice_broker::BrokerConfig;
 use sluice_controller::TopicAdmin;
 use sluice_log::VolumeSet;
+use sluice_metadata::{LeaseKeeper, Op, keys};
 use sluice_proxy::{AdminService, ClusterBackend, SluiceService};
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +52,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let cancel = CancellationToken::new();
     let backend = ClusterBackend::start(metadata.clone(), volumes, cancel.child_token()).await?;
+    // Registered for `cluster status`, under a lease: gone when this process is.
+    let keeper = LeaseKeeper::grant(metadata.clone(), args.cluster.lease_ttl(&file)).await?;
+    let registration = Op::Put {
+        key: format!("{}/proxies/{addr}", keys::ROOT),
+        value: addr.to_string().into_bytes(),
+        lease: Some(keeper.id()),
+    };
+    metadata.txn(vec![], vec![registration]).await?;
     let signal = shutdown_signal()?;
     println!("sluice proxy: grpc={addr}");
     serve::cancel_on_signal(signal, cancel.clone());
@@ -62,6 +71,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .add_service(SluiceService::new(backend, cancel.clone()).into_server())
         .add_service(admin.into_server());
     let served = serve::serve(router, listener, cancel).await;
+    let _ = keeper.release().await;
     tracing::info!("stopped");
     served
 }

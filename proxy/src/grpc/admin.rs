@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sluice_controller::{TopicAdmin, TopicInfo};
+use sluice_controller::{ClusterOps, TopicAdmin, TopicInfo};
 use sluice_log::PartitionKey;
 use sluice_metadata::records::TopicConfig;
 use sluice_proto::v1;
@@ -20,6 +20,7 @@ const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct AdminService {
     admin: TopicAdmin,
+    ops: ClusterOps,
     backend: Arc<dyn Backend>,
     /// Brokers new partitions are assigned to at creation (standalone);
     /// `None` leaves assignment to the controller (cluster).
@@ -36,6 +37,7 @@ impl AdminService {
         defaults: TopicConfig,
     ) -> Self {
         Self {
+            ops: ClusterOps::new(admin.metadata()),
             admin,
             backend,
             brokers,
@@ -162,6 +164,96 @@ impl v1::admin_server::Admin for AdminService {
             .await
             .map_err(ProxyError::from)?;
         Ok(Response::new(v1::DeleteTopicResponse {}))
+    }
+
+    async fn add_partitions(
+        &self,
+        request: Request<v1::AddPartitionsRequest>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        let request = request.into_inner();
+        let assign_to = self.brokers.as_ref().and_then(|b| b.first().copied());
+        let old = self
+            .admin
+            .describe_topic(&request.name)
+            .await
+            .map_err(ProxyError::from)?;
+        self.ops
+            .add_partitions(&request.name, request.partitions, assign_to)
+            .await
+            .map_err(ProxyError::from)?;
+        for partition in old.record.partitions..request.partitions {
+            let key = PartitionKey::new(request.name.as_str(), partition);
+            if !self.backend.wait_ready(&key, READY_TIMEOUT).await {
+                break;
+            }
+        }
+        let info = self
+            .admin
+            .describe_topic(&request.name)
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(Response::new(self.describe(info)))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<v1::ClusterStatusRequest>,
+    ) -> Result<Response<v1::ClusterStatusResponse>, Status> {
+        let status = self.ops.status().await.map_err(ProxyError::from)?;
+        Ok(Response::new(v1::ClusterStatusResponse {
+            controller: status.controller.unwrap_or_default(),
+            brokers: status
+                .brokers
+                .into_iter()
+                .map(|b| v1::BrokerStatus {
+                    id: b.id,
+                    live: b.addr.is_some(),
+                    addr: b.addr.unwrap_or_default(),
+                    draining: b.draining,
+                    partitions: b.partitions as u32,
+                })
+                .collect(),
+            proxies: status.proxies,
+            unowned_partitions: status.unowned_partitions as u32,
+        }))
+    }
+
+    async fn drain_broker(
+        &self,
+        request: Request<v1::DrainBrokerRequest>,
+    ) -> Result<Response<v1::DrainBrokerResponse>, Status> {
+        let request = request.into_inner();
+        self.ops
+            .drain(request.broker, request.undrain)
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(Response::new(v1::DrainBrokerResponse {}))
+    }
+
+    async fn move_partition(
+        &self,
+        request: Request<v1::MovePartitionRequest>,
+    ) -> Result<Response<v1::MovePartitionResponse>, Status> {
+        let request = request.into_inner();
+        let change = self
+            .ops
+            .move_partition(&request.topic, request.partition, request.to_broker)
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(Response::new(v1::MovePartitionResponse {
+            from_broker: change.from.map_or(0, |f| f.broker),
+            epoch: change.to.epoch,
+        }))
+    }
+
+    async fn rebalance(
+        &self,
+        _request: Request<v1::RebalanceRequest>,
+    ) -> Result<Response<v1::RebalanceResponse>, Status> {
+        let moves = self.ops.rebalance().await.map_err(ProxyError::from)?;
+        Ok(Response::new(v1::RebalanceResponse {
+            moves: moves.iter().map(ToString::to_string).collect(),
+        }))
     }
 }
 
