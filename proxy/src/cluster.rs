@@ -298,12 +298,20 @@ impl Backend for ClusterBackend {
     }
 
     async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool {
-        let Some(mut view) = self.view(key) else {
-            return false;
+        let wait = async {
+            // The metadata watch may not have shown this proxy the topic yet.
+            let mut changes = self.changed.subscribe();
+            let mut view = loop {
+                if let Some(view) = self.view(key) {
+                    break view;
+                }
+                if changes.changed().await.is_err() {
+                    return false;
+                }
+            };
+            view.wait_for(Option::is_some).await.is_ok()
         };
-        tokio::time::timeout(timeout, view.wait_for(Option::is_some))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 }
 

@@ -2,6 +2,7 @@
 //! client as users see them. Figures use MB = 10^6 bytes, like `dd`.
 
 mod consume;
+mod failover;
 mod produce;
 
 use std::time::Duration;
@@ -12,12 +13,15 @@ pub enum Command {
     Produce(produce::Args),
     /// Read a topic from the beginning to its current end and report throughput.
     Consume(consume::Args),
+    /// Time for partitions to be writable again after kill -9 of their broker, or after a move.
+    Failover(failover::Args),
 }
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Produce(args) => produce::run(args).await,
         Command::Consume(args) => consume::run(args).await,
+        Command::Failover(args) => failover::run(args).await,
     }
 }
 
