@@ -27,6 +27,9 @@ use crate::Backend;
 /// How long a produce keeps retrying while its partition has no reachable owner.
 const PRODUCE_RETRY_FOR: Duration = Duration::from_secs(15);
 
+/// Publishes a partition's newest visible log to waiting fetches.
+type ViewSender = watch::Sender<Option<Arc<PartitionView>>>;
+
 /// What the metadata watch tells the proxy.
 #[derive(Debug, Default)]
 struct State {
@@ -34,7 +37,7 @@ struct State {
     owners: HashMap<PartitionKey, Assignment>,
     brokers: HashMap<u64, BrokerRecord>,
     /// Per partition: the newest view and the epoch it came from.
-    views: HashMap<PartitionKey, (u64, watch::Sender<Option<Arc<PartitionView>>>)>,
+    views: HashMap<PartitionKey, (u64, ViewSender)>,
     /// Checkpoint streams being followed, by broker id and address.
     streams: HashMap<u64, (String, CancellationToken)>,
     /// One HTTP/2 channel per broker address, shared by all requests.
@@ -106,30 +109,26 @@ impl ClusterBackend {
                             .owners
                             .insert(PartitionKey::new(topic, partition), assignment);
                     }
-                } else if let Some(id) = keys::parse_broker(&key) {
-                    if let Ok(record) =
+                } else if let Some(id) = keys::parse_broker(&key)
+                    && let Ok(record) =
                         records::decode::<BrokerRecord>(&key, "a broker", &value.value)
-                    {
-                        let same = state
-                            .streams
-                            .get(&id)
-                            .is_some_and(|(addr, _)| *addr == record.addr);
-                        if !same {
-                            if let Some((_, old)) = state.streams.remove(&id) {
-                                old.cancel();
-                            }
-                            let stop = self.cancel.child_token();
-                            state
-                                .streams
-                                .insert(id, (record.addr.clone(), stop.clone()));
-                            tokio::spawn(Arc::clone(self).follow_broker(
-                                id,
-                                record.addr.clone(),
-                                stop,
-                            ));
+                {
+                    let same = state
+                        .streams
+                        .get(&id)
+                        .is_some_and(|(addr, _)| *addr == record.addr);
+                    if !same {
+                        let old = state.streams.remove(&id);
+                        if let Some((_, old)) = old {
+                            old.cancel();
                         }
-                        state.brokers.insert(id, record);
+                        let stop = self.cancel.child_token();
+                        state
+                            .streams
+                            .insert(id, (record.addr.clone(), stop.clone()));
+                        tokio::spawn(Arc::clone(self).follow_broker(id, record.addr.clone(), stop));
                     }
+                    state.brokers.insert(id, record);
                 }
             }
             WatchEvent::Delete { key } => {

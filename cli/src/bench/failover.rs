@@ -56,10 +56,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         partitions: args.partitions,
         config: None,
     };
-    if let Err(status) = admin.create_topic(create).await {
-        if status.code() != tonic::Code::AlreadyExists {
-            return Err(status.into());
-        }
+    if let Err(status) = admin.create_topic(create).await
+        && status.code() != tonic::Code::AlreadyExists
+    {
+        return Err(status.into());
     }
     if args.move_partitions {
         return moves(&args, channel).await;
@@ -149,10 +149,11 @@ async fn first_ack_after(
             acks: v1::AckMode::Durable as i32,
         };
         let acked = client.produce(request).await.is_ok();
-        if let Some(killed_at) = *kill.borrow() {
-            if acked && sent > killed_at {
-                return Ok(sent.duration_since(killed_at) + sent.elapsed());
-            }
+        if let Some(killed_at) = *kill.borrow()
+            && acked
+            && sent > killed_at
+        {
+            return Ok(sent.duration_since(killed_at) + sent.elapsed());
         }
     }
     bail!("partition {partition} was not writable within 60 s")
@@ -244,10 +245,10 @@ async fn fill(
     let batches = (mb * 1_000_000).div_ceil(batch.len() as u64);
     let mut pending = tokio::task::JoinSet::new();
     for _ in 0..batches {
-        if pending.len() >= 8 {
-            if let Some(done) = pending.join_next().await {
-                done??;
-            }
+        if pending.len() >= 8
+            && let Some(done) = pending.join_next().await
+        {
+            done??;
         }
         let mut client = client.clone();
         let (topic, batch) = (topic.to_owned(), batch.clone());

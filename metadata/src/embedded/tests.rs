@@ -173,3 +173,30 @@ async fn a_put_with_a_lease_that_is_gone_fails_the_whole_transaction() {
     assert!(matches!(error, MetadataError::LeaseExpired { lease: l } if l == lease));
     assert!(store.get("/plain").await.expect("get").is_none());
 }
+
+#[tokio::test]
+async fn the_lease_timer_expires_leases_without_any_other_call() {
+    let store = EmbeddedStore::in_memory();
+    let lease = store
+        .grant_lease(Duration::from_millis(200))
+        .await
+        .expect("grant");
+    let bind = Op::Put {
+        key: "/t/leased".into(),
+        value: b"v".to_vec(),
+        lease: Some(lease),
+    };
+    assert!(store.txn(vec![], vec![bind]).await.expect("txn"));
+    let mut watch = store.watch("/t/").await.expect("watch");
+    // Nothing touches the store from here: only the timer can expire it.
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.events.recv())
+        .await
+        .expect("expired in time")
+        .expect("watch open");
+    assert_eq!(
+        event,
+        WatchEvent::Delete {
+            key: "/t/leased".into()
+        }
+    );
+}

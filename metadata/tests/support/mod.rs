@@ -25,17 +25,25 @@ pub struct EtcdServer {
 }
 
 impl EtcdServer {
-    /// Starts etcd on free ports and waits until it answers.
+    /// Starts etcd on free ports and waits until it answers. If etcd exits
+    /// at once (another process took a port between our probe and its bind),
+    /// tries again on other ports.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory for etcd");
-        let mut server = Self {
-            child: None,
-            dir,
-            client_port: free_port(),
-            peer_port: free_port(),
-        };
-        server.launch();
-        server
+        for attempt in 1.. {
+            let dir = tempfile::tempdir().expect("temporary directory for etcd");
+            let mut server = Self {
+                child: None,
+                dir,
+                client_port: free_port(),
+                peer_port: free_port(),
+            };
+            match server.launch() {
+                Ok(()) => return server,
+                Err(why) if attempt < 3 => eprintln!("etcd did not start ({why}); retrying"),
+                Err(why) => panic!("{why}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
     }
 
     /// `http://127.0.0.1:<port>`, the endpoint to give a client.
@@ -55,14 +63,16 @@ impl EtcdServer {
     /// until it answers.
     pub fn restart(&mut self) {
         self.kill();
-        self.launch();
+        if let Err(why) = self.launch() {
+            panic!("{why}");
+        }
     }
 
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("etcd.log")
     }
 
-    fn launch(&mut self) {
+    fn launch(&mut self) -> Result<(), String> {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = File::options()
@@ -89,25 +99,26 @@ impl EtcdServer {
                 panic!("cannot start etcd ({e}); install it with `apt-get install etcd-server`")
             });
         self.child = Some(child);
-        self.wait_healthy();
+        self.wait_healthy()
     }
 
-    /// Polls etcd's `/health` until it reports healthy, or panics with the
-    /// tail of its log at the deadline.
-    fn wait_healthy(&mut self) {
+    /// Polls etcd's `/health` until it reports healthy; fails with the tail
+    /// of its log if it exits or misses the deadline.
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP;
         loop {
             if self.healthy() {
-                return;
+                return Ok(());
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("etcd exited with {status}:\n{}", self.log_tail());
+                self.child = None;
+                return Err(format!("etcd exited with {status}:\n{}", self.log_tail()));
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "etcd did not become healthy in {STARTUP:?}:\n{}",
                     self.log_tail()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
