@@ -211,10 +211,26 @@ impl ClusterBackend {
         sender.send_replace(Some(Arc::new(view)));
     }
 
-    fn owner_addr(&self, key: &PartitionKey) -> Option<String> {
+    /// The owner's assignment epoch and address, when it is live.
+    fn owner(&self, key: &PartitionKey) -> Option<(u64, String)> {
         let state = self.lock();
         let owner = state.owners.get(key)?;
-        state.brokers.get(&owner.broker).map(|b| b.addr.clone())
+        let broker = state.brokers.get(&owner.broker)?;
+        Some((owner.epoch, broker.addr.clone()))
+    }
+
+    /// Resolves once the partition is assigned under another epoch.
+    async fn moved_from(&self, key: &PartitionKey, epoch: u64) {
+        let mut changes = self.changed.subscribe();
+        loop {
+            let current = self.lock().owners.get(key).map(|a| a.epoch);
+            if current != Some(epoch) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, tonic::codegen::http::uri::InvalidUri> {
@@ -242,13 +258,24 @@ impl Backend for ClusterBackend {
         let mut changes = self.changed.subscribe();
         let mut delay = Duration::from_millis(20);
         loop {
-            let channel = self.owner_addr(&key).map(|addr| self.channel(&addr));
-            let result = match channel {
-                Some(Ok(channel)) => send(channel, &key, records.clone(), ack).await,
-                Some(Err(e)) => Err(RemoteError::Retriable(tonic::Status::unavailable(
+            let owner = self.owner(&key);
+            let channel = owner.as_ref().map(|(_, addr)| self.channel(addr));
+            let result = match (owner, channel) {
+                (Some((epoch, _)), Some(Ok(channel))) => {
+                    // A request to an owner that loses the partition meanwhile
+                    // (paused, cut off) is abandoned for the new owner: the old
+                    // one is fenced and can make none of it visible.
+                    tokio::select! {
+                        result = send(channel, &key, records.clone(), ack) => result,
+                        _ = self.moved_from(&key, epoch) => Err(RemoteError::Retriable(
+                            tonic::Status::unavailable("the partition moved during the request"),
+                        )),
+                    }
+                }
+                (_, Some(Err(e))) => Err(RemoteError::Retriable(tonic::Status::unavailable(
                     e.to_string(),
                 ))),
-                None => Err(RemoteError::NoOwner),
+                _ => Err(RemoteError::NoOwner),
             };
             match result {
                 Ok(appended) => return Ok(appended),
