@@ -4,12 +4,19 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use sluice_proto::v1;
+use sluice_proto::v1::admin_client::AdminClient;
+use sluice_proto::v1::sluice_client::SluiceClient;
+use tonic::transport::Channel;
 
-use crate::sluice_bin;
+use crate::{run_cli, sluice_bin, wait_for};
+
+/// What a controller logs when it wins the election.
+pub const LEADING: &str = "leading the cluster";
 
 /// How long a process may take to announce itself.
 const START_DEADLINE: Duration = Duration::from_secs(30);
@@ -183,6 +190,41 @@ impl Node {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Whether the process runs (it was not killed and has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Whether the process exited by itself (not killed by the harness).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))))
+    }
+
+    /// Waits until the process exits by itself.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let what = format!("{} to exit", self.name);
+        let child = self.child.as_mut().context("not running")?;
+        wait_for(&what, timeout, || {
+            let exited = child.try_wait().map_err(anyhow::Error::from);
+            async move { exited }
+        })
+        .await
+    }
+
+    /// Waits until the process's log holds `text`.
+    pub async fn wait_log(&self, text: &str, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("{} to log {text:?}", self.name);
+        wait_for(&what, timeout, || {
+            let found = self.log().contains(text);
+            async move { Ok(found.then_some(())) }
+        })
+        .await
+    }
 }
 
 impl Drop for Node {
@@ -277,6 +319,137 @@ impl Cluster {
         Ok(())
     }
 
+    /// The broker with id `id` (ids are 1.. in start order).
+    pub fn broker(&mut self, id: u64) -> &mut Node {
+        &mut self.brokers[id as usize - 1]
+    }
+
+    /// Every proxy's address.
+    pub fn proxy_addrs(&self) -> Vec<String> {
+        self.proxies.iter().map(|p| p.addr.clone()).collect()
+    }
+
+    /// A data client of proxy `proxy`.
+    pub async fn client(&self, proxy: usize) -> anyhow::Result<SluiceClient<Channel>> {
+        Ok(SluiceClient::new(connect(&self.proxies[proxy].addr).await?))
+    }
+
+    /// An admin client of the first proxy (which forwards to the controller).
+    pub async fn admin(&self) -> anyhow::Result<AdminClient<Channel>> {
+        Ok(AdminClient::new(connect(&self.proxies[0].addr).await?))
+    }
+
+    /// Creates a topic through the first proxy.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+    ) -> anyhow::Result<v1::TopicDescription> {
+        let request = v1::CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            config: None,
+        };
+        Ok(self
+            .admin()
+            .await?
+            .create_topic(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Admin DescribeTopic through the first proxy: each partition's broker
+    /// and epoch as the controller assigned them.
+    pub async fn describe(&self, topic: &str) -> anyhow::Result<v1::TopicDescription> {
+        let request = v1::DescribeTopicRequest { name: topic.into() };
+        Ok(self
+            .admin()
+            .await?
+            .describe_topic(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Waits until the topic's description satisfies `check`.
+    pub async fn wait_description(
+        &self,
+        topic: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&v1::TopicDescription) -> bool,
+    ) -> anyhow::Result<v1::TopicDescription> {
+        let found = wait_for(what, timeout, || async {
+            let description = self.describe(topic).await?;
+            Ok(check(&description).then_some(description))
+        })
+        .await;
+        found.with_context(|| format!("logs:\n{}", self.logs()))
+    }
+
+    /// The index of the leading controller: waits until exactly one
+    /// controller's log says it leads (call it before any failover).
+    pub async fn leader(&self) -> anyhow::Result<usize> {
+        wait_for("a controller to lead", START_DEADLINE, || {
+            let leading: Vec<usize> = (0..self.controllers.len())
+                .filter(|&i| self.controllers[i].log().contains(LEADING))
+                .collect();
+            async move {
+                match leading[..] {
+                    [] => Ok(None),
+                    [one] => Ok(Some(one)),
+                    _ => bail!("controllers {leading:?} all say they lead"),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The checkpoint files of a partition on the shared volume, oldest
+    /// first: (sequence, epoch of the writer that saved it).
+    pub fn checkpoints(&self, topic: &str, partition: u32) -> anyhow::Result<Vec<(u64, u64)>> {
+        let dir = self
+            .volume
+            .join(topic)
+            .join(partition.to_string())
+            .join("checkpoint");
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            let Some(sequence) = path.file_name().and_then(|n| n.to_str()?.parse().ok()) else {
+                continue; // not a checkpoint (a temporary file)
+            };
+            let text = std::fs::read_to_string(&path)?;
+            let epoch = checkpoint_epoch(&text)
+                .with_context(|| format!("no epoch in {}: {text:?}", path.display()))?;
+            found.push((sequence, epoch));
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Runs the CLI against the first proxy (on a blocking thread, so
+    /// producers in this runtime keep going); returns stdout, or the error
+    /// with stderr.
+    pub async fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let server = self.proxies[0].addr.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli(&server, &args)
+        })
+        .await?
+    }
+
+    /// The processes that exited by themselves (not killed by the harness).
+    pub fn exited(&mut self) -> Vec<String> {
+        self.controllers
+            .iter_mut()
+            .chain(&mut self.brokers)
+            .chain(&mut self.proxies)
+            .filter_map(|node| node.has_exited().then(|| node.name.clone()))
+            .collect()
+    }
+
     /// Every process's log, for assertion messages.
     pub fn logs(&self) -> String {
         let nodes = self
@@ -289,4 +462,37 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// Runs `sluice ARGS --server SERVER`; returns stdout, or the error with stderr.
+pub fn cli(server: &str, args: &[&str]) -> anyhow::Result<String> {
+    let output = run_cli(args, server, None)?;
+    if !output.status.success() {
+        bail!(
+            "sluice {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+/// A gRPC channel to `addr` (host:port).
+pub async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await?)
+}
+
+/// The writer's epoch in a stored checkpoint: a header line, then JSON whose
+/// first `"epoch"` field is the checkpoint's own (log/src/checkpoint.rs
+/// serializes `sequence`, then `epoch`, before any segment).
+fn checkpoint_epoch(text: &str) -> Option<u64> {
+    let (_header, body) = text.split_once('\n')?;
+    let after = &body[body.find("\"epoch\":")? + "\"epoch\":".len()..];
+    let digits: String = after
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }

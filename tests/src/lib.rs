@@ -5,6 +5,7 @@
 //! with a deadline.
 
 pub mod cluster;
+pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
