@@ -59,34 +59,83 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let volumes = VolumeSet::open(&volumes)
         .await
         .context("cannot open a storage volume")?;
-    let listener = serve::bind(grpc_addr).await?;
-    let addr = listener.local_addr()?;
+    let mut listener = Some(serve::bind(grpc_addr).await?);
+    let addr = listener
+        .as_ref()
+        .map(|l| l.local_addr())
+        .transpose()?
+        .context("no listener")?;
     let ttl = args.cluster.lease_ttl(&file);
-    let keeper = LeaseKeeper::grant(metadata.clone(), ttl).await?;
-    register(metadata.as_ref(), id, addr, &keeper, ttl).await?;
-    let broker = Broker::start(id, config, volumes, metadata.clone(), Some(keeper.id())).await?;
     let signal = shutdown_signal()?;
-    println!("sluice broker: id={id} grpc={addr}");
     let cancel = CancellationToken::new();
     serve::cancel_on_signal(signal, cancel.clone());
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(BrokerService::new(broker.clone()).into_server());
-    let lost = keeper.lost();
-    let served = tokio::select! {
-        served = serve::serve(router, listener, cancel.clone()) => served,
-        _ = lost => {
-            // Another broker may own our partitions already: stop writing now.
-            tracing::error!(broker = id, "lost the etcd lease; stopping every partition (the controller moves them)");
-            cancel.cancel();
-            broker.shutdown().await;
-            bail!("broker {id} lost its etcd lease (was it paused or cut off from etcd?); restart it to rejoin");
+    let mut announced = false;
+    let mut backoff = Duration::from_millis(100);
+    // One pass per etcd lease: a broker that loses its lease (etcd away
+    // longer than the TTL, or this process paused) stops writing at once,
+    // then rejoins under a new lease when etcd answers again.
+    while !cancel.is_cancelled() {
+        let keeper = match LeaseKeeper::grant(metadata.clone(), ttl).await {
+            Ok(keeper) => keeper,
+            Err(e) => {
+                tracing::warn!(broker = id, error = %e, retry_in = ?backoff, "cannot take an etcd lease; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        let joined = async {
+            register(metadata.as_ref(), id, addr, &keeper, ttl).await?;
+            let broker = Broker::start(
+                id,
+                config.clone(),
+                volumes.clone(),
+                metadata.clone(),
+                Some(keeper.id()),
+            )
+            .await?;
+            anyhow::Ok(broker)
+        };
+        let broker = match joined.await {
+            Ok(broker) => broker,
+            Err(e) => {
+                tracing::warn!(broker = id, error = %e, "cannot join the cluster; retrying");
+                let _ = keeper.release().await;
+                continue;
+            }
+        };
+        if !announced {
+            println!("sluice broker: id={id} grpc={addr}");
+            announced = true;
         }
-    };
-    broker.shutdown().await;
-    let _ = keeper.release().await;
+        let listener = match listener.take() {
+            Some(listener) => listener,
+            None => serve::bind(addr).await?,
+        };
+        let router = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(BrokerService::new(broker.clone()).into_server());
+        let lost = keeper.lost();
+        tokio::select! {
+            served = serve::serve(router, listener, cancel.clone()) => {
+                broker.shutdown().await;
+                let _ = keeper.release().await;
+                tracing::info!("stopped");
+                return served;
+            }
+            _ = lost => {
+                // Another broker may own our partitions already: stop writing now.
+                tracing::error!(broker = id, "lost the etcd lease; stopped every partition (the controller moves them); rejoining when etcd answers");
+                broker.shutdown().await;
+            }
+        }
+    }
     tracing::info!("stopped");
-    served
+    Ok(())
 }
 
 /// Registers `/sluice/brokers/<id>` under the lease. A previous process of
