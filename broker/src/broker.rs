@@ -103,12 +103,17 @@ impl Broker {
     }
 
     /// Validates `records` (one or more RecordBatch v2) and appends them.
+    ///
+    /// `request_id`, when given, makes retries safe: a request whose id was
+    /// already appended (here or by an earlier owner) is answered with its
+    /// offsets and not written again.
     pub async fn produce(
         &self,
         topic: &str,
         partition: u32,
         records: Bytes,
         ack: AckMode,
+        request_id: Option<String>,
     ) -> Result<Appended, BrokerError> {
         let (writer, max_batch_bytes) = {
             let state = self.lock();
@@ -132,12 +137,13 @@ impl Broker {
                 .unwrap_or(self.config.max_batch_bytes);
             (handle.writer(), max)
         };
-        let batches = validate(
+        let mut batches = validate(
             topic,
             records,
             max_batch_bytes,
             self.config.validate_records,
         )?;
+        batches.request_id = request_id;
         writer
             .produce(batches, ack)
             .await
@@ -402,5 +408,6 @@ fn validate(
     Ok(ProduceBatches {
         data: BytesMut::from(&records[..]),
         batches: slices.into_iter().map(|s| (s.position, s.header)).collect(),
+        request_id: None,
     })
 }

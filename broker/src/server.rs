@@ -51,7 +51,13 @@ impl v1::broker_server::Broker for BrokerService {
         };
         let appended = self
             .broker
-            .produce(&request.topic, request.partition, request.records, ack)
+            .produce(
+                &request.topic,
+                request.partition,
+                request.records,
+                ack,
+                Some(request.request_id).filter(|id| !id.is_empty()),
+            )
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(v1::ProduceResponse {

@@ -45,11 +45,27 @@ pub struct Checkpoint {
     /// failing however far the log has moved on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub takeovers: Vec<u64>,
+    /// Recently appended requests that carried an id (a proxy's retry
+    /// token), all under `high_watermark`: a retry of one of them is
+    /// answered with its offsets instead of being written again, also by a
+    /// new owner after a move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RequestRecord>,
     /// Per-producer state for idempotence (filled by a later version).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub producers: BTreeMap<String, serde_json::Value>,
     /// When it was written, ms since the Unix epoch.
     pub written_at_ms: i64,
+}
+
+/// An appended request, by the id its sender gave it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub id: String,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// When it was appended, ms since the Unix epoch.
+    pub at_ms: i64,
 }
 
 /// One segment as a checkpoint records it.
@@ -238,6 +254,7 @@ mod tests {
                 }],
             }],
             takeovers: vec![1],
+            requests: Vec::new(),
             producers: BTreeMap::new(),
             written_at_ms: 5,
         }

@@ -65,6 +65,7 @@ fn checkpoint(sequence: u64, epoch: u64, high_watermark: i64) -> Checkpoint {
             }],
         }],
         takeovers: Vec::new(),
+        requests: Vec::new(),
         producers: Default::default(),
         written_at_ms: 1_700_000_000_001,
     }

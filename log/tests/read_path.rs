@@ -243,6 +243,7 @@ async fn write_log(backend: Backend, spec: &LogSpec) -> Log {
         high_watermark: offset,
         segments,
         takeovers: Vec::new(),
+        requests: Vec::new(),
         producers: Default::default(),
         written_at_ms: 0,
     };
@@ -677,6 +678,7 @@ async fn a_damaged_index_or_segment_is_an_error_not_a_panic() {
             index: vec![],
         }],
         takeovers: Vec::new(),
+        requests: Vec::new(),
         producers: Default::default(),
         written_at_ms: 0,
     };

@@ -52,7 +52,9 @@ impl Backend for LocalBackend {
         records: Bytes,
         ack: AckMode,
     ) -> Result<Appended, BrokerError> {
-        self.broker.produce(topic, partition, records, ack).await
+        self.broker
+            .produce(topic, partition, records, ack, None)
+            .await
     }
 
     fn partition_count(&self, topic: &str) -> Option<u32> {

@@ -255,6 +255,9 @@ impl Backend for ClusterBackend {
     ) -> Result<Appended, BrokerError> {
         let key = PartitionKey::new(topic, partition);
         let deadline = Instant::now() + PRODUCE_RETRY_FOR;
+        // The same id on every attempt: a retry of an attempt that was
+        // written after all is answered, not written twice.
+        let request_id = format!("{:032x}", rand::random::<u128>());
         let mut changes = self.changed.subscribe();
         let mut delay = Duration::from_millis(20);
         loop {
@@ -266,7 +269,7 @@ impl Backend for ClusterBackend {
                     // (paused, cut off) is abandoned for the new owner: the old
                     // one is fenced and can make none of it visible.
                     tokio::select! {
-                        result = send(channel, &key, records.clone(), ack) => result,
+                        result = send(channel, &key, records.clone(), ack, &request_id) => result,
                         _ = self.moved_from(&key, epoch) => Err(RemoteError::Retriable(
                             tonic::Status::unavailable("the partition moved during the request"),
                         )),
@@ -357,6 +360,7 @@ async fn send(
     key: &PartitionKey,
     records: Bytes,
     ack: AckMode,
+    request_id: &str,
 ) -> Result<Appended, RemoteError> {
     let mut client = BrokerClient::new(channel)
         .max_decoding_message_size(128 << 20)
@@ -370,6 +374,7 @@ async fn send(
         partition: key.partition,
         records,
         acks: acks as i32,
+        request_id: request_id.to_owned(),
     };
     match client.produce(request).await {
         Ok(response) => {

@@ -94,9 +94,11 @@ async fn kill9_of_a_broker_loses_no_acknowledged_message() -> anyhow::Result<()>
         .with_context(|| format!("logs:\n{}", cluster.logs()))?;
     // Without idempotent producers (a later issue), a produce whose answer
     // was lost in the kill is written again when the proxy retries it.
-    eprintln!(
-        "messages written twice by retried produces: {}",
-        duplicates(&stored)
+    assert_eq!(
+        duplicates(&stored),
+        0,
+        "retried produces must not write a message twice (proxy request ids); logs:\n{}",
+        cluster.logs()
     );
     Ok(())
 }

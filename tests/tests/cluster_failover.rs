@@ -108,10 +108,11 @@ async fn standby_controller_takes_over_and_reassigns_a_dead_brokers_partitions()
     let stored = check_acknowledged(&consumer, topic, partitions, &report.acknowledged)
         .await
         .with_context(|| format!("logs:\n{}", cluster.logs()))?;
-    eprintln!(
-        "{} acknowledged; messages written twice by retried produces: {}",
-        report.acknowledged.len(),
-        duplicates(&stored)
+    assert_eq!(
+        duplicates(&stored),
+        0,
+        "retried produces must not write a message twice (proxy request ids); logs:\n{}",
+        cluster.logs()
     );
     Ok(())
 }
@@ -165,10 +166,11 @@ async fn etcd_restart_loses_no_acknowledged_message() -> anyhow::Result<()> {
     let stored = check_acknowledged(&consumer, topic, partitions, &report.acknowledged)
         .await
         .with_context(|| format!("logs:\n{}", cluster.logs()))?;
-    eprintln!(
-        "{} acknowledged; messages written twice by retried produces: {}",
-        report.acknowledged.len(),
-        duplicates(&stored)
+    assert_eq!(
+        duplicates(&stored),
+        0,
+        "retried produces must not write a message twice (proxy request ids); logs:\n{}",
+        cluster.logs()
     );
 
     // The cluster still works, which needs every process to follow etcd

@@ -78,6 +78,7 @@ fn broker_produce(
         partition: 0,
         records: batch(values)?,
         acks: acks as i32,
+        request_id: String::new(),
     })
 }
 

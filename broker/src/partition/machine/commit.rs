@@ -43,9 +43,16 @@ impl<W> PartitionMachine<W> {
         self.pending_seal = None;
         self.next_offset = 0;
         self.takeovers.clear();
+        self.requests.clear();
         if let Some(found) = found {
             self.next_offset = found.high_watermark;
             self.takeovers = found.takeovers.clone();
+            self.requests = found
+                .requests
+                .iter()
+                .filter(|r| r.last_offset < found.high_watermark)
+                .cloned()
+                .collect();
             let mut segments = found.segments.clone();
             if let Some(last) = segments.last_mut().filter(|s| !s.sealed) {
                 if let Some((end_offset, len)) = verified_end {
@@ -67,6 +74,8 @@ impl<W> PartitionMachine<W> {
             self.sealed = segments;
             self.saved = found;
         }
+        let end = self.next_offset;
+        self.requests.retain(|r| r.last_offset < end);
         self.flushed_end = self.next_offset;
         self.takeovers.push(self.saved.sequence + 1);
         let excess = self.takeovers.len().saturating_sub(TAKEOVERS_KEPT);
@@ -282,6 +291,14 @@ impl<W> PartitionMachine<W> {
             high_watermark,
             segments,
             takeovers: self.takeovers.clone(),
+            // Only requests this checkpoint covers: after a crash, one it
+            // does not cover was lost and its retry must be written.
+            requests: self
+                .requests
+                .iter()
+                .filter(|r| r.last_offset < high_watermark)
+                .cloned()
+                .collect(),
             producers: Default::default(),
             written_at_ms: now_ms,
         }

@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sluice_log::checkpoint::Checkpoint;
+use sluice_log::checkpoint::{Checkpoint, RequestRecord};
 use sluice_log::index::IndexBuilder;
 use sluice_log::{PartitionKey, SegmentMeta};
 use sluice_record::BatchHeader;
@@ -99,6 +99,10 @@ pub struct ProduceBatches {
     pub data: BytesMut,
     /// Position of each batch in `data`, and its header.
     pub batches: Vec<(usize, BatchHeader)>,
+    /// The sender's id for this request (a proxy's retry token): a request
+    /// with an id already appended is answered with its offsets, not
+    /// written again.
+    pub request_id: Option<String>,
 }
 
 /// Where a flush writes.
@@ -284,6 +288,8 @@ pub struct PartitionMachine<W> {
     next_retention_check: Option<Instant>,
     /// Stopping: flush everything buffered now, then save a last checkpoint.
     draining: bool,
+    /// Requests appended with an id, oldest first, and their offsets.
+    requests: VecDeque<RequestRecord>,
 }
 
 impl<W> PartitionMachine<W> {
@@ -298,6 +304,7 @@ impl<W> PartitionMachine<W> {
             high_watermark: 0,
             segments: Vec::new(),
             takeovers: Vec::new(),
+            requests: Vec::new(),
             producers: Default::default(),
             written_at_ms: 0,
         };
@@ -332,6 +339,7 @@ impl<W> PartitionMachine<W> {
             checkpoint_retry: Retry::default(),
             next_retention_check: None,
             draining: false,
+            requests: VecDeque::new(),
         }
     }
 

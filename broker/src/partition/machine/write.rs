@@ -6,9 +6,15 @@ use sluice_log::index::{IndexBuilder, SparseIndex};
 use sluice_log::{SegmentMeta, paths};
 use sluice_storage::SegmentLayout;
 
+/// Request ids are remembered this long (longer than any proxy retries)...
+const REQUESTS_KEPT_FOR_MS: i64 = 60_000;
+/// ...and at most this many per partition.
+const REQUESTS_KEPT: usize = 2048;
+
 use super::{
     AckMode, Action, Appended, BatchMeta, EarlyProduce, FlushInFlight, FlushJob, Flushed, Now,
-    OpenSegment, PartitionMachine, Phase, ProduceBatches, SealJob, SegmentTarget, Waiter,
+    OpenSegment, PartitionMachine, Phase, ProduceBatches, RequestRecord, SealJob, SegmentTarget,
+    Waiter,
 };
 
 impl<W> PartitionMachine<W> {
@@ -47,6 +53,20 @@ impl<W> PartitionMachine<W> {
         now: Now,
         actions: &mut Vec<Action<W>>,
     ) {
+        if let Some(id) = &request.request_id
+            && let Some(done) = self.requests.iter().rev().find(|r| &r.id == id) {
+                // A retry of a request already appended (perhaps by an
+                // earlier owner): the same answer, once it is as durable.
+                let appended = Appended {
+                    base_offset: done.base_offset,
+                    last_offset: done.last_offset,
+                };
+                match ack {
+                    AckMode::Buffer => actions.push(Action::Reply(waiter, Ok(appended))),
+                    AckMode::Durable => self.waiters.push_back(Waiter { appended, waiter }),
+                }
+                return;
+            }
         let base_offset = self.next_offset;
         let leader_epoch = i32::try_from(self.epoch).unwrap_or(i32::MAX);
         let mut offset = base_offset;
@@ -67,6 +87,9 @@ impl<W> PartitionMachine<W> {
             last_offset: offset - 1,
         };
         self.next_offset = offset;
+        if let Some(id) = request.request_id.take() {
+            self.remember_request(id, appended, now.ms);
+        }
         let data = request.data.freeze();
         self.buffer_bytes += data.len() as u64;
         self.buffer.push(data);
@@ -74,6 +97,23 @@ impl<W> PartitionMachine<W> {
         match ack {
             AckMode::Buffer => actions.push(Action::Reply(waiter, Ok(appended))),
             AckMode::Durable => self.waiters.push_back(Waiter { appended, waiter }),
+        }
+    }
+
+    /// Records an appended request's id, forgetting those older than
+    /// [`REQUESTS_KEPT_FOR`] beyond the last [`REQUESTS_KEPT`].
+    fn remember_request(&mut self, id: String, appended: Appended, now_ms: i64) {
+        self.requests.push_back(RequestRecord {
+            id,
+            base_offset: appended.base_offset,
+            last_offset: appended.last_offset,
+            at_ms: now_ms,
+        });
+        let horizon = now_ms - REQUESTS_KEPT_FOR_MS;
+        while self.requests.len() > REQUESTS_KEPT
+            || self.requests.front().is_some_and(|r| r.at_ms < horizon)
+        {
+            self.requests.pop_front();
         }
     }
 

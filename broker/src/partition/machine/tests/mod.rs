@@ -21,6 +21,7 @@ mod no_loss;
 mod pipelining;
 mod produce;
 mod recovery;
+mod requests;
 mod retention;
 mod takeover;
 
@@ -90,6 +91,7 @@ fn request(batches: &[Bytes]) -> ProduceBatches {
     ProduceBatches {
         data,
         batches: slices.into_iter().map(|s| (s.position, s.header)).collect(),
+        request_id: None,
     }
 }
 
@@ -223,6 +225,7 @@ fn previous_log(d: &mut Driver, chunked: bool, timestamps: [i64; 2]) -> Checkpoi
         high_watermark: 25,
         segments: vec![a_meta, b_meta],
         takeovers: vec![1, 3],
+        requests: Vec::new(),
         producers: Default::default(),
         written_at_ms: 3,
     }

@@ -32,6 +32,7 @@ fn recovering_an_empty_partition_saves_checkpoint_one_then_writes() {
             high_watermark: 0,
             segments: Vec::new(),
             takeovers: vec![1],
+            requests: Vec::new(),
             producers: Default::default(),
             written_at_ms: START_MS,
         }
