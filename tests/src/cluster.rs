@@ -21,6 +21,16 @@ pub const LEADING: &str = "leading the cluster";
 /// How long a process may take to announce itself.
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
+/// Whether a controller's log says it leads now: it last started leading
+/// after it last went back to campaigning.
+fn leads_now(log: &str) -> bool {
+    match (log.rfind(LEADING), log.rfind("campaigning again")) {
+        (Some(led), Some(stepped_down)) => led > stepped_down,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; a test binds it soon after).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -189,6 +199,11 @@ impl Node {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the harness started it and did not kill it.
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Whether the process runs (it was not killed and has not exited).
@@ -387,17 +402,21 @@ impl Cluster {
     }
 
     /// The index of the leading controller: waits until exactly one
-    /// controller's log says it leads (call it before any failover).
+    /// running controller's log says it leads now (its last "leading the
+    /// cluster" comes after its last "campaigning again").
     pub async fn leader(&self) -> anyhow::Result<usize> {
         wait_for("a controller to lead", START_DEADLINE, || {
             let leading: Vec<usize> = (0..self.controllers.len())
-                .filter(|&i| self.controllers[i].log().contains(LEADING))
+                .filter(|&i| {
+                    self.controllers[i].is_started() && leads_now(&self.controllers[i].log())
+                })
                 .collect();
             async move {
                 match leading[..] {
                     [] => Ok(None),
                     [one] => Ok(Some(one)),
-                    _ => bail!("controllers {leading:?} all say they lead"),
+                    // Right after a change both may still say so: look again.
+                    _ => Ok(None),
                 }
             }
         })
