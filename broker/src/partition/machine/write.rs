@@ -54,19 +54,23 @@ impl<W> PartitionMachine<W> {
         actions: &mut Vec<Action<W>>,
     ) {
         if let Some(id) = &request.request_id
-            && let Some(done) = self.requests.iter().rev().find(|r| &r.id == id) {
-                // A retry of a request already appended (perhaps by an
-                // earlier owner): the same answer, once it is as durable.
-                let appended = Appended {
-                    base_offset: done.base_offset,
-                    last_offset: done.last_offset,
-                };
-                match ack {
-                    AckMode::Buffer => actions.push(Action::Reply(waiter, Ok(appended))),
-                    AckMode::Durable => self.waiters.push_back(Waiter { appended, waiter }),
-                }
-                return;
+            && let Some(done) = self.requests.iter().rev().find(|r| &r.id == id)
+        {
+            // A retry of a request already appended (perhaps by an
+            // earlier owner): the same answer, once it is as durable.
+            let appended = Appended {
+                base_offset: done.base_offset,
+                last_offset: done.last_offset,
+            };
+            let covered = appended.last_offset < self.saved.high_watermark;
+            if ack == AckMode::Buffer || covered {
+                actions.push(Action::Reply(waiter, Ok(appended)));
+            } else {
+                // Answered with the checkpoint that covers the first attempt.
+                self.waiters.push_back(Waiter { appended, waiter });
             }
+            return;
+        }
         let base_offset = self.next_offset;
         let leader_epoch = i32::try_from(self.epoch).unwrap_or(i32::MAX);
         let mut offset = base_offset;
