@@ -49,6 +49,28 @@ impl AdminService {
         v1::admin_server::AdminServer::new(self)
     }
 
+    /// The topic's description once `partitions` are usable (or
+    /// [`READY_TIMEOUT`] passed), so a produce right after works.
+    async fn ready_description(
+        &self,
+        topic: &str,
+        partitions: std::ops::Range<u32>,
+    ) -> Result<Response<v1::TopicDescription>, Status> {
+        for partition in partitions {
+            let key = PartitionKey::new(topic, partition);
+            if !self.backend.wait_ready(&key, READY_TIMEOUT).await {
+                tracing::warn!(partition = %key, "not ready within {READY_TIMEOUT:?}");
+                break;
+            }
+        }
+        let info = self
+            .admin
+            .describe_topic(topic)
+            .await
+            .map_err(ProxyError::from)?;
+        Ok(Response::new(self.describe(info)))
+    }
+
     fn describe(&self, info: TopicInfo) -> v1::TopicDescription {
         let partitions = info
             .assignments
@@ -112,20 +134,8 @@ impl v1::admin_server::Admin for AdminService {
             )
             .await
             .map_err(ProxyError::from)?;
-        // Answer once the topic is usable, so a produce right after create works.
-        for partition in 0..request.partitions {
-            let key = PartitionKey::new(request.name.as_str(), partition);
-            if !self.backend.wait_ready(&key, READY_TIMEOUT).await {
-                tracing::warn!(partition = %key, "created, but not ready within {READY_TIMEOUT:?}");
-                break;
-            }
-        }
-        let info = self
-            .admin
-            .describe_topic(&request.name)
+        self.ready_description(&request.name, 0..request.partitions)
             .await
-            .map_err(ProxyError::from)?;
-        Ok(Response::new(self.describe(info)))
     }
 
     async fn list_topics(
@@ -181,18 +191,8 @@ impl v1::admin_server::Admin for AdminService {
             .add_partitions(&request.name, request.partitions, assign_to)
             .await
             .map_err(ProxyError::from)?;
-        for partition in old.record.partitions..request.partitions {
-            let key = PartitionKey::new(request.name.as_str(), partition);
-            if !self.backend.wait_ready(&key, READY_TIMEOUT).await {
-                break;
-            }
-        }
-        let info = self
-            .admin
-            .describe_topic(&request.name)
+        self.ready_description(&request.name, old.record.partitions..request.partitions)
             .await
-            .map_err(ProxyError::from)?;
-        Ok(Response::new(self.describe(info)))
     }
 
     async fn cluster_status(
