@@ -2,7 +2,6 @@
 //! `broker` and `proxy` processes sharing one local-directory volume, all
 //! in one temporary directory removed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -155,19 +154,11 @@ impl Node {
             .spawn()
             .with_context(|| format!("cannot start {}", sluice_bin().display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
         self.child = Some(child);
-        let line = receiver.recv_timeout(START_DEADLINE).map_err(|_| {
-            anyhow::anyhow!("{} did not start in time; log:\n{}", self.name, self.log())
+        let line = crate::first_line(stdout, START_DEADLINE).with_context(|| {
+            format!("{} did not start in time; log:\n{}", self.name, self.log())
         })?;
-        self.addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("grpc="))
+        self.addr = crate::announced_addr(&line)
             .with_context(|| format!("{} printed {line:?}; log:\n{}", self.name, self.log()))?
             .to_owned();
         Ok(())
@@ -467,6 +458,28 @@ impl Cluster {
             .chain(&mut self.proxies)
             .filter_map(|node| node.has_exited().then(|| node.name.clone()))
             .collect()
+    }
+
+    /// Reads `topic` through the second proxy (or the first, if alone) and
+    /// checks that every acknowledged message is there exactly once, at the
+    /// offset it was acknowledged with, with contiguous offsets.
+    pub async fn check_exactly_once(
+        &self,
+        topic: &str,
+        partitions: u32,
+        acknowledged: &std::collections::BTreeMap<(u32, i64), String>,
+    ) -> anyhow::Result<()> {
+        let consumer = self.client(self.proxies.len().min(2) - 1).await?;
+        let stored = crate::load::check_acknowledged(&consumer, topic, partitions, acknowledged)
+            .await
+            .with_context(|| format!("logs:\n{}", self.logs()))?;
+        let duplicates = crate::load::duplicates(&stored);
+        anyhow::ensure!(
+            duplicates == 0,
+            "{duplicates} messages written twice (retries must be deduplicated by request id); logs:\n{}",
+            self.logs()
+        );
+        Ok(())
     }
 
     /// Every process's log, for assertion messages.

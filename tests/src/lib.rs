@@ -21,6 +21,23 @@ use sluice_proto::v1::sluice_client::SluiceClient;
 use sluice_record::Record;
 use tonic::transport::Channel;
 
+/// The first line a process prints, or `None` if none comes within `timeout`.
+pub fn first_line(stdout: std::process::ChildStdout, timeout: Duration) -> Option<String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    receiver.recv_timeout(timeout).ok()
+}
+
+/// The address in a role's announcement, "sluice ROLE: grpc=ADDR ...".
+pub fn announced_addr(line: &str) -> Option<&str> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix("grpc="))
+}
+
 /// The `sluice` binary built by cargo for this test run.
 pub fn sluice_bin() -> PathBuf {
     if let Ok(path) = std::env::var("SLUICE_BIN") {
@@ -84,16 +101,8 @@ impl Standalone {
             .with_context(|| format!("cannot start {}", sluice_bin().display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
         // The first stdout line announces the address: "sluice standalone: grpc=ADDR ...".
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = sender.send(line);
-        });
-        let line = receiver.recv_timeout(DEADLINE).unwrap_or_default();
-        let announced = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("grpc="));
+        let line = first_line(stdout, DEADLINE).unwrap_or_default();
+        let announced = announced_addr(&line);
         let Some(announced) = announced else {
             let _ = child.kill();
             let _ = child.wait();

@@ -11,8 +11,7 @@ use anyhow::Context;
 use sluice_proto::v1;
 use sluice_tests::cluster::{Cluster, LEADING};
 use sluice_tests::load::{
-    Acknowledged, Load, LoadOptions, check_acknowledged, duplicates, produce_request,
-    produce_within,
+    Acknowledged, Load, LoadOptions, check_acknowledged, produce_request, produce_within,
 };
 use sluice_tests::{read_all, wait_for};
 
@@ -104,16 +103,9 @@ async fn standby_controller_takes_over_and_reassigns_a_dead_brokers_partitions()
         .await?;
     let report = load.stop().await?;
 
-    let consumer = cluster.client(1).await?;
-    let stored = check_acknowledged(&consumer, topic, partitions, &report.acknowledged)
-        .await
-        .with_context(|| format!("logs:\n{}", cluster.logs()))?;
-    assert_eq!(
-        duplicates(&stored),
-        0,
-        "retried produces must not write a message twice (proxy request ids); logs:\n{}",
-        cluster.logs()
-    );
+    cluster
+        .check_exactly_once(topic, partitions, &report.acknowledged)
+        .await?;
     Ok(())
 }
 
@@ -162,16 +154,9 @@ async fn etcd_restart_loses_no_acknowledged_message() -> anyhow::Result<()> {
         )
     })?;
 
-    let consumer = cluster.client(1).await?;
-    let stored = check_acknowledged(&consumer, topic, partitions, &report.acknowledged)
-        .await
-        .with_context(|| format!("logs:\n{}", cluster.logs()))?;
-    assert_eq!(
-        duplicates(&stored),
-        0,
-        "retried produces must not write a message twice (proxy request ids); logs:\n{}",
-        cluster.logs()
-    );
+    cluster
+        .check_exactly_once(topic, partitions, &report.acknowledged)
+        .await?;
 
     // The cluster still works, which needs every process to follow etcd
     // again: a new topic is assigned, and serves through both proxies.

@@ -9,9 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sluice_proto::v1;
 use sluice_tests::cluster::Cluster;
-use sluice_tests::load::{
-    Load, LoadOptions, check_acknowledged, duplicates, produce_request, produce_within,
-};
+use sluice_tests::load::{Load, LoadOptions, produce_request, produce_within};
 
 /// A move takes about a lease acquisition and a recovery.
 const MOVE_DEADLINE: Duration = Duration::from_secs(15);
@@ -102,16 +100,9 @@ async fn moving_partitions_under_load_loses_no_acknowledged_message() -> anyhow:
     }
     let report = load.stop().await?;
 
-    let consumer = cluster.client(1).await?;
-    let stored = check_acknowledged(&consumer, topic, partitions, &report.acknowledged)
-        .await
-        .with_context(|| format!("logs:\n{}", cluster.logs()))?;
-    assert_eq!(
-        duplicates(&stored),
-        0,
-        "retried produces must not write a message twice (proxy request ids); logs:\n{}",
-        cluster.logs()
-    );
+    cluster
+        .check_exactly_once(topic, partitions, &report.acknowledged)
+        .await?;
     Ok(())
 }
 
@@ -187,15 +178,8 @@ async fn draining_a_broker_under_load_moves_every_partition_off_it() -> anyhow::
     progress(&load).await?;
     let report = load.stop().await?;
 
-    let consumer = cluster.client(0).await?;
-    let stored = check_acknowledged(&consumer, topic, partitions, &report.acknowledged)
-        .await
-        .with_context(|| format!("logs:\n{}", cluster.logs()))?;
-    assert_eq!(
-        duplicates(&stored),
-        0,
-        "retried produces must not write a message twice (proxy request ids); logs:\n{}",
-        cluster.logs()
-    );
+    cluster
+        .check_exactly_once(topic, partitions, &report.acknowledged)
+        .await?;
     Ok(())
 }
