@@ -90,6 +90,20 @@ pub enum StorageError {
         source: Box<object_store::Error>,
     },
 
+    /// An HDFS call failed (HDFS volumes), or did not answer in time.
+    #[error("{op} failed for `{path}` on volume `{volume}`: {source}")]
+    Hdfs {
+        /// URL of the volume.
+        volume: String,
+        /// Key being worked on.
+        path: String,
+        /// What was being done, such as "append" or "list".
+        op: &'static str,
+        /// The underlying error (boxed, as for `ObjectStore`).
+        #[source]
+        source: Box<hdfs_native::HdfsError>,
+    },
+
     /// Stored bytes or a stored layout do not match what was expected, such as a
     /// segment shorter than the layout its checkpoint records.
     #[error("`{path}` on volume `{volume}` is corrupt: {reason}")]
@@ -120,6 +134,15 @@ impl StorageError {
                     | object_store::Error::NotSupported { .. }
                     | object_store::Error::NotImplemented { .. }
                     | object_store::Error::UnknownConfigurationKey { .. }
+            ),
+            Self::Hdfs { source, .. } => !matches!(
+                **source,
+                hdfs_native::HdfsError::InvalidPath(_)
+                    | hdfs_native::HdfsError::InvalidArgument(_)
+                    | hdfs_native::HdfsError::UrlParseError(_)
+                    | hdfs_native::HdfsError::UnsupportedFeature(_)
+                    | hdfs_native::HdfsError::UnsupportedErasureCodingPolicy(_)
+                    | hdfs_native::HdfsError::IsADirectoryError(_)
             ),
             Self::AlreadyExists { .. }
             | Self::NotFound { .. }
@@ -170,6 +193,49 @@ impl StorageError {
                 path: path.to_owned(),
             },
             source => Self::ObjectStore {
+                volume: volume.to_owned(),
+                path: path.to_owned(),
+                op,
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// An `Hdfs` error, with absent and already-present outcomes (reported
+    /// as Java exceptions by the NameNode) turned into their own variants.
+    pub(crate) fn from_hdfs(
+        volume: &str,
+        path: &str,
+        op: &'static str,
+        source: hdfs_native::HdfsError,
+    ) -> Self {
+        use hdfs_native::HdfsError;
+        let exception = match &source {
+            HdfsError::RPCError(class, _) | HdfsError::FatalRPCError(class, _) => class.as_str(),
+            _ => "",
+        };
+        match source {
+            HdfsError::FileNotFound(_) => Self::NotFound {
+                volume: volume.to_owned(),
+                path: path.to_owned(),
+            },
+            HdfsError::AlreadyExists(_) => Self::AlreadyExists {
+                volume: volume.to_owned(),
+                path: path.to_owned(),
+            },
+            _ if exception.ends_with("FileNotFoundException") => Self::NotFound {
+                volume: volume.to_owned(),
+                path: path.to_owned(),
+            },
+            _ if exception.ends_with("FileAlreadyExistsException")
+                || exception.ends_with("AlreadyBeingCreatedException") =>
+            {
+                Self::AlreadyExists {
+                    volume: volume.to_owned(),
+                    path: path.to_owned(),
+                }
+            }
+            source => Self::Hdfs {
                 volume: volume.to_owned(),
                 path: path.to_owned(),
                 op,

@@ -17,6 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use crate::error::{Result, StorageError};
 use crate::keys::{check_key, check_prefix, chunk_key, is_under};
 use crate::layout::{SegmentLayout, concat, plan_read};
+use crate::stats::{Counters, VolumeKind, VolumeStats};
 use crate::volume::{SegmentWriter, Volume};
 
 /// A volume stored in an object store.
@@ -24,6 +25,7 @@ use crate::volume::{SegmentWriter, Volume};
 pub struct ObjectStoreVolume {
     url: String,
     store: Arc<dyn ObjectStore>,
+    counters: Arc<Counters>,
 }
 
 impl ObjectStoreVolume {
@@ -35,6 +37,7 @@ impl ObjectStoreVolume {
         Self {
             url: url.into(),
             store,
+            counters: Arc::default(),
         }
     }
 
@@ -52,6 +55,7 @@ impl ObjectStoreVolume {
         } else {
             Some(parse(&self.url, prefix)?)
         };
+        self.counters.list();
         let mut keys: Vec<String> = self
             .store
             .list(location.as_ref())
@@ -67,6 +71,7 @@ impl ObjectStoreVolume {
     /// Deletes `keys` with the store's bulk delete; objects already gone are fine.
     /// Errors name `context`: the segment or prefix being deleted.
     async fn delete_keys(&self, context: &str, keys: Vec<String>) -> Result<()> {
+        self.counters.delete(keys.len() as u64);
         let mut locations = Vec::with_capacity(keys.len());
         for key in &keys {
             locations.push(Ok(self.location(key)?));
@@ -89,6 +94,7 @@ impl ObjectStoreVolume {
 
     /// Whether an object exists at `key`.
     async fn exists(&self, key: &str) -> Result<bool> {
+        self.counters.head();
         match self.store.head(&self.location(key)?).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -110,6 +116,7 @@ impl ObjectStoreVolume {
             .bytes()
             .await
             .map_err(map)?;
+        self.counters.get(data.len() as u64);
         check_length(&self.url, &key, data, expected)
     }
 }
@@ -139,6 +146,14 @@ impl Volume for ObjectStoreVolume {
         &self.url
     }
 
+    fn kind(&self) -> VolumeKind {
+        VolumeKind::ObjectStore
+    }
+
+    fn stats(&self) -> VolumeStats {
+        self.counters.snapshot()
+    }
+
     async fn create_segment(&self, path: &str) -> Result<Box<dyn SegmentWriter>> {
         self.location(path)?;
         let first_chunk = chunk_key(path, 0);
@@ -153,6 +168,7 @@ impl Volume for ObjectStoreVolume {
             volume: self.url.clone(),
             path: path.to_owned(),
             store: Arc::clone(&self.store),
+            counters: Arc::clone(&self.counters),
             lens: Vec::new(),
             failed: false,
         }))
@@ -169,6 +185,7 @@ impl Volume for ObjectStoreVolume {
         let reads = pieces.into_iter().map(|piece| async move {
             let location = self.location(&piece.key)?;
             let expected = piece.range.end - piece.range.start;
+            self.counters.get(expected);
             let data = self
                 .store
                 .get_range(&location, piece.range)
@@ -194,6 +211,7 @@ impl Volume for ObjectStoreVolume {
             .enumerate()
             .map(|(index, expected)| self.read_chunk(chunk_key(path, index), *expected));
         let chunks = futures::future::try_join_all(reads).await?;
+        self.counters.put(len);
         let put = self
             .store
             .put_opts(
@@ -209,6 +227,7 @@ impl Volume for ObjectStoreVolume {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
             ) => {
+                self.counters.head();
                 let meta = self.store.head(&location).await.map_err(|error| {
                     StorageError::from_object_store(&self.url, path, "head merged", error)
                 })?;
@@ -244,6 +263,7 @@ impl Volume for ObjectStoreVolume {
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
         let location = self.location(path)?;
+        self.counters.put(data.len() as u64);
         self.store
             .put_opts(&location, PutPayload::from(data), PutMode::Create.into())
             .await
@@ -256,13 +276,16 @@ impl Volume for ObjectStoreVolume {
     async fn get(&self, path: &str) -> Result<Bytes> {
         let location = self.location(path)?;
         let map = |error| StorageError::from_object_store(&self.url, path, "get", error);
-        self.store
+        let data = self
+            .store
             .get(&location)
             .await
             .map_err(map)?
             .bytes()
             .await
-            .map_err(map)
+            .map_err(map)?;
+        self.counters.get(data.len() as u64);
+        Ok(data)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
@@ -271,6 +294,7 @@ impl Volume for ObjectStoreVolume {
 
     async fn delete(&self, path: &str) -> Result<()> {
         let location = self.location(path)?;
+        self.counters.delete(1);
         match self.store.delete(&location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(error) => Err(StorageError::from_object_store(
@@ -298,6 +322,7 @@ struct ObjectSegmentWriter {
     volume: String,
     path: String,
     store: Arc<dyn ObjectStore>,
+    counters: Arc<Counters>,
     /// Lengths of the chunks written so far.
     lens: Vec<u64>,
     /// Set while an append is in flight and left set if it fails or is cancelled.
@@ -324,6 +349,7 @@ impl SegmentWriter for ObjectSegmentWriter {
         let key = chunk_key(&self.path, self.lens.len());
         let location = parse(&self.volume, &key)?;
         self.failed = true;
+        self.counters.put(added);
         // Create, not overwrite: if the chunk exists, another writer owns this segment.
         self.store
             .put_opts(

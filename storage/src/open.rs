@@ -7,19 +7,18 @@ use std::sync::{Arc, LazyLock, Mutex};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 
+use crate::cloud::{self, VolumeOptions};
 use crate::error::{Result, StorageError};
+use crate::hdfs::HdfsVolume;
 use crate::local::LocalVolume;
 use crate::object::ObjectStoreVolume;
 use crate::volume::Volume;
 
 /// What the error for an unusable URL lists as the alternatives.
 const SUPPORTED: &str = "supported volumes are a directory path, dir:///absolute/path, \
-                         file:///absolute/path and memory://name";
-
-/// Schemes that name real backends Sluice will support but does not yet.
-const LATER: &[&str] = &[
-    "s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "hdfs", "viewfs",
-];
+                         file:///absolute/path, memory://name, s3://bucket/prefix, \
+                         gs://bucket/prefix, az://container/prefix and \
+                         hdfs://namenode:port/path";
 
 /// `memory://` stores by name, so every volume opened with one URL in this
 /// process shares its objects (a broker and a reader in one test process).
@@ -38,16 +37,37 @@ static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
 /// - `memory://NAME`: `object_store`'s `InMemory`; the same NAME within one
 ///   process returns the same store.
 ///
-/// Anything else is `Err(BadUrl)`; `s3://`, `gs://`, `az://` and `hdfs://`
-/// are reported as not supported yet. Paths in URLs are taken literally (no
-/// percent-decoding).
+/// - `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`:
+///   cloud object stores, configured from the environment the way each
+///   cloud's tools are (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, …).
+/// - `hdfs://namenode:port/path`: a directory in HDFS.
+///
+/// Anything else is `Err(BadUrl)`. Paths in URLs are taken literally (no
+/// percent-decoding). Remote volumes are contacted once before this
+/// returns, so a wrong endpoint, credentials or bucket fail here.
 pub async fn open_volume(url: &str) -> Result<Arc<dyn Volume>> {
+    open_volume_with(url, &VolumeOptions::new()).await
+}
+
+/// [`open_volume`] with per-volume settings that override the environment:
+/// `object_store` configuration keys for cloud volumes (`endpoint`,
+/// `access_key_id`, `secret_access_key`, `region`, `allow_http`, `timeout`…),
+/// HDFS client settings (`dfs.*`, and `user`) for `hdfs://`. Local volumes
+/// take none.
+pub async fn open_volume_with(url: &str, options: &VolumeOptions) -> Result<Arc<dyn Volume>> {
     let bad_url = |reason: String| StorageError::BadUrl {
         url: url.to_owned(),
         reason,
     };
     if url.is_empty() {
         return Err(bad_url(format!("the URL is empty; {SUPPORTED}")));
+    }
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    let remote = scheme.is_some_and(|s| s == "hdfs" || cloud::SCHEMES.contains(&s));
+    if !options.is_empty() && !remote {
+        return Err(bad_url(
+            "only s3://, gs://, az:// and hdfs:// volumes take options".into(),
+        ));
     }
     match url.split_once("://") {
         None => Ok(Arc::new(LocalVolume::open(url, url).await?)),
@@ -76,9 +96,10 @@ pub async fn open_volume(url: &str) -> Result<Arc<dyn Volume>> {
             };
             Ok(Arc::new(ObjectStoreVolume::new(url, store)))
         }
-        Some((scheme, _)) if LATER.contains(&scheme) => Err(bad_url(format!(
-            "{scheme}:// volumes are not supported yet; {SUPPORTED}"
-        ))),
+        Some(("hdfs", _)) => Ok(Arc::new(HdfsVolume::open(url, options).await?)),
+        Some((scheme, rest)) if cloud::SCHEMES.contains(&scheme) => {
+            Ok(Arc::new(cloud::open(url, scheme, rest, options).await?))
+        }
         Some((scheme, _)) => Err(bad_url(format!("unknown scheme `{scheme}`; {SUPPORTED}"))),
     }
 }

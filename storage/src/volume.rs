@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::layout::SegmentLayout;
+use crate::stats::{VolumeKind, VolumeStats};
 
 /// One storage location: a local directory or an object-store bucket/prefix.
 ///
@@ -30,6 +31,12 @@ use crate::layout::SegmentLayout;
 pub trait Volume: Send + Sync + Debug {
     /// The URL this volume was opened from (used as its name in checkpoints and errors).
     fn url(&self) -> &str;
+
+    /// What kind of storage this is.
+    fn kind(&self) -> VolumeKind;
+
+    /// The requests this volume has sent since it was opened.
+    fn stats(&self) -> VolumeStats;
 
     /// Creates the new, empty segment `path` for appending.
     ///

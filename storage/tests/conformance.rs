@@ -1,9 +1,15 @@
-//! One conformance test body, run against every kind of volume: local directory, `file://`, `memory://`.
+//! One conformance test body, run against every kind of volume: local
+//! directory, `file://`, `memory://`, S3 on Ceph RGW, S3 on moto, and HDFS.
+//!
+//! The remote servers are started by `scripts/testenv/servers.sh up DIR`
+//! (the test command does it and exports `DIR/env`). Without them these
+//! tests say so and pass, unless `SLUICE_TEST_SERVERS_REQUIRED` is set, as
+//! it is in CI, where a missing server fails them.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_storage::{SegmentLayout, StorageError, Volume, open_volume};
+use sluice_storage::{SegmentLayout, StorageError, Volume, VolumeOptions, open_volume_with};
 
 const SEGMENT: &str = "orders/0/00000000000000000000-1.log";
 const CHECKPOINTS: &str = "orders/0/checkpoint";
@@ -13,12 +19,40 @@ fn bufs(parts: &[&'static [u8]]) -> Vec<Bytes> {
 }
 
 /// The contract every volume must keep. Each section leaves the volume as it found it.
-async fn conformance(volume: Arc<dyn Volume>) {
+async fn conformance(url: &str, options: &VolumeOptions) {
+    let volume = open_volume_with(url, options).await.expect("open");
     segments(&volume).await;
     empty_segment(&volume).await;
     checkpoints(&volume).await;
-    concurrent_checkpoints(&volume).await;
+    // Sixteen writers, each with its own client, as if in sixteen processes.
+    let mut writers = Vec::new();
+    for _ in 0..16 {
+        writers.push(open_volume_with(url, options).await.expect("open"));
+    }
+    concurrent_checkpoints(&volume, writers).await;
     listing_and_deletes(&volume).await;
+    request_counts(&volume).await;
+}
+
+/// Every kind counts one PUT per create-if-absent, one GET per whole read and
+/// one LIST per listing: the numbers a cloud bill is made of.
+async fn request_counts(volume: &Arc<dyn Volume>) {
+    let path = format!("{CHECKPOINTS}/00000000000000000042");
+    let before = volume.stats();
+    volume
+        .put_if_absent(&path, Bytes::from_static(b"counted"))
+        .await
+        .expect("put");
+    volume.get(&path).await.expect("get");
+    volume.list(CHECKPOINTS).await.expect("list");
+    let after = volume.stats();
+    assert_eq!(after.puts - before.puts, 1, "{before:?} -> {after:?}");
+    assert_eq!(after.bytes_written - before.bytes_written, 7);
+    assert_eq!(after.gets - before.gets, 1, "{before:?} -> {after:?}");
+    assert_eq!(after.bytes_read - before.bytes_read, 7);
+    assert_eq!(after.lists - before.lists, 1, "{before:?} -> {after:?}");
+    volume.delete(&path).await.expect("delete");
+    assert_eq!(volume.stats().deletes - after.deletes, 1);
 }
 
 /// Reads every sub-range of the segment and compares it with `expected`.
@@ -201,11 +235,12 @@ async fn checkpoints(volume: &Arc<dyn Volume>) {
     volume.delete(&path).await.expect("delete absent");
 }
 
-async fn concurrent_checkpoints(volume: &Arc<dyn Volume>) {
+async fn concurrent_checkpoints(volume: &Arc<dyn Volume>, writers: Vec<Arc<dyn Volume>>) {
     let path = format!("{CHECKPOINTS}/00000000000000000007");
-    let tasks: Vec<_> = (0..16)
-        .map(|writer| {
-            let volume = Arc::clone(volume);
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .enumerate()
+        .map(|(writer, volume)| {
             let path = path.clone();
             tokio::spawn(async move {
                 let content = Bytes::from(format!("checkpoint from writer {writer}"));
@@ -311,17 +346,86 @@ async fn listing_and_deletes(volume: &Arc<dyn Volume>) {
 async fn local_directory_volume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = dir.path().join("volume").display().to_string();
-    conformance(open_volume(&url).await.expect("open")).await;
+    conformance(&url, &VolumeOptions::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn object_store_local_filesystem_volume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("file://{}", dir.path().join("volume").display());
-    conformance(open_volume(&url).await.expect("open")).await;
+    conformance(&url, &VolumeOptions::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn object_store_in_memory_volume() {
-    conformance(open_volume("memory://conformance").await.expect("open")).await;
+    conformance("memory://conformance", &VolumeOptions::new()).await;
+}
+
+/// The address of a test server from the environment, or `None` (the test
+/// is skipped) when the servers were not started, unless they are required.
+fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) => Some(value),
+        Err(_) if std::env::var_os("SLUICE_TEST_SERVERS_REQUIRED").is_some() => {
+            panic!("{var} is not set: start the servers with scripts/testenv/servers.sh up DIR")
+        }
+        Err(_) => {
+            eprintln!("skipped: {var} is not set (scripts/testenv/servers.sh starts the servers)");
+            None
+        }
+    }
+}
+
+/// A volume path no other test run uses.
+fn unique(name: &str) -> String {
+    format!("{name}-{}-{:08x}", std::process::id(), rand_u32())
+}
+
+fn rand_u32() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+fn s3_options(endpoint: &str, key: &str, secret: &str) -> VolumeOptions {
+    [
+        ("endpoint", endpoint),
+        ("access_key_id", key),
+        ("secret_access_key", secret),
+        ("region", "us-east-1"),
+        ("allow_http", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_volume_on_ceph_rgw() {
+    let Some(endpoint) = server("SLUICE_TEST_RGW_ENDPOINT") else {
+        return;
+    };
+    let key = std::env::var("SLUICE_TEST_RGW_KEY").unwrap_or_else(|_| "RGWTESTKEY".into());
+    let secret = std::env::var("SLUICE_TEST_RGW_SECRET").unwrap_or_else(|_| "RGWTESTSECRET".into());
+    let url = format!("s3://sluice-test/{}", unique("conformance"));
+    conformance(&url, &s3_options(&endpoint, &key, &secret)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_volume_on_moto() {
+    let Some(endpoint) = server("SLUICE_TEST_MOTO_ENDPOINT") else {
+        return;
+    };
+    let url = format!("s3://sluice-test/{}", unique("conformance"));
+    conformance(&url, &s3_options(&endpoint, "testing", "testing")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hdfs_volume() {
+    let Some(namenode) = server("SLUICE_TEST_HDFS") else {
+        return;
+    };
+    let url = format!("{namenode}/{}", unique("conformance"));
+    conformance(&url, &VolumeOptions::new()).await;
 }

@@ -4,7 +4,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_storage::{SegmentLayout, StorageError, Volume, open_volume};
+use sluice_storage::{
+    SegmentLayout, StorageError, Volume, VolumeOptions, open_volume, open_volume_with,
+};
 
 /// Appends one byte to a fresh segment and returns the layout, which tells the volume's kind.
 async fn kind_of(volume: &Arc<dyn Volume>) -> SegmentLayout {
@@ -103,7 +105,11 @@ async fn memory_urls_share_one_store_per_name() {
 }
 
 async fn bad_url_message(url: &str) -> String {
-    match open_volume(url).await {
+    bad_url_message_with(url, &VolumeOptions::new()).await
+}
+
+async fn bad_url_message_with(url: &str, options: &VolumeOptions) -> String {
+    match open_volume_with(url, options).await {
         Err(error @ StorageError::BadUrl { .. }) => {
             assert!(!error.is_retriable());
             error.to_string()
@@ -115,20 +121,61 @@ async fn bad_url_message(url: &str) -> String {
 
 #[tokio::test]
 async fn bad_urls_say_what_is_supported() {
-    for scheme in ["s3", "gs", "az", "hdfs"] {
-        let url = format!("{scheme}://bucket/prefix");
-        let message = bad_url_message(&url).await;
-        assert!(message.contains(&url), "{message}");
-        assert!(message.contains("not supported yet"), "{message}");
-        assert!(message.contains("memory://name"), "{message}");
-    }
     let message = bad_url_message("ftp://host/x").await;
     assert!(message.contains("unknown scheme `ftp`"), "{message}");
     assert!(message.contains("file:///absolute/path"), "{message}");
+    assert!(message.contains("s3://bucket/prefix"), "{message}");
+    assert!(message.contains("hdfs://namenode:port/path"), "{message}");
     let message = bad_url_message("file://relative/path").await;
     assert!(message.contains("absolute path"), "{message}");
     let message = bad_url_message("dir://relative").await;
     assert!(message.contains("absolute path"), "{message}");
     let message = bad_url_message("").await;
     assert!(message.contains("empty"), "{message}");
+}
+
+/// A port nothing listens on (bound, then closed).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[tokio::test]
+async fn unreachable_stores_fail_at_open_naming_the_volume() {
+    let port = closed_port();
+    let options: VolumeOptions = [
+        ("endpoint", format!("http://127.0.0.1:{port}")),
+        ("allow_http", "true".to_owned()),
+        ("access_key_id", "key".to_owned()),
+        ("secret_access_key", "secret".to_owned()),
+        ("region", "us-east-1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let message = bad_url_message_with("s3://bucket/prefix", &options).await;
+    assert!(message.contains("s3://bucket/prefix"), "{message}");
+    assert!(message.contains("did not answer a listing"), "{message}");
+
+    let url = format!("hdfs://127.0.0.1:{port}/sluice");
+    let message = bad_url_message(&url).await;
+    assert!(message.contains(&url), "{message}");
+    assert!(message.contains("cannot reach the NameNode"), "{message}");
+}
+
+#[tokio::test]
+async fn options_are_checked() {
+    let mut options = VolumeOptions::new();
+    options.insert("no_such_setting".into(), "1".into());
+    let message = bad_url_message_with("s3://bucket/prefix", &options).await;
+    assert!(
+        message.contains("unknown option `no_such_setting`"),
+        "{message}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().display().to_string();
+    let message = bad_url_message_with(&url, &options).await;
+    assert!(message.contains("only s3://"), "{message}");
+    let message = bad_url_message("s3:///prefix-without-bucket").await;
+    assert!(message.contains("BUCKET/PREFIX"), "{message}");
 }

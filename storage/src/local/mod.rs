@@ -22,6 +22,7 @@ use self::files::{
 use crate::error::{Result, StorageError};
 use crate::keys::{check_key, check_prefix, chunk_key};
 use crate::layout::{SegmentLayout, concat, plan_read};
+use crate::stats::{Counters, VolumeKind, VolumeStats};
 use crate::volume::{SegmentWriter, Volume};
 
 /// A volume that is a directory on a local (or locally mounted) filesystem.
@@ -29,6 +30,7 @@ use crate::volume::{SegmentWriter, Volume};
 pub struct LocalVolume {
     url: String,
     root: PathBuf,
+    counters: Arc<Counters>,
 }
 
 impl LocalVolume {
@@ -53,7 +55,11 @@ impl LocalVolume {
                     root.display()
                 ))
             })?;
-        Ok(Self { url, root })
+        Ok(Self {
+            url,
+            root,
+            counters: Arc::default(),
+        })
     }
 
     /// The absolute directory this volume stores its files in.
@@ -84,6 +90,14 @@ impl Volume for LocalVolume {
         &self.url
     }
 
+    fn kind(&self) -> VolumeKind {
+        VolumeKind::Local
+    }
+
+    fn stats(&self) -> VolumeStats {
+        self.counters.snapshot()
+    }
+
     async fn create_segment(&self, path: &str) -> Result<Box<dyn SegmentWriter>> {
         let file_path = self.file_path(path)?;
         let root = self.root.clone();
@@ -103,6 +117,7 @@ impl Volume for LocalVolume {
             volume: self.url.clone(),
             path: path.to_owned(),
             file: Arc::new(file),
+            counters: Arc::clone(&self.counters),
             len: 0,
             failed: false,
         }))
@@ -120,6 +135,8 @@ impl Volume for LocalVolume {
             return Ok(Bytes::new());
         }
         let root = self.root.clone();
+        self.counters
+            .get(pieces.iter().map(|p| p.range.end - p.range.start).sum());
         let parts = blocking(&self.url, path, move || {
             let mut parts = Vec::with_capacity(pieces.len());
             for piece in pieces {
@@ -190,6 +207,7 @@ impl Volume for LocalVolume {
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
         let file_path = self.file_path(path)?;
         let root = self.root.clone();
+        self.counters.put(data.len() as u64);
         blocking(&self.url, path, move || {
             put_file_if_absent(&root, &file_path, &data)
         })
@@ -202,12 +220,14 @@ impl Volume for LocalVolume {
             fs::read(&file_path).map_err(at("read"))
         })
         .await?;
+        self.counters.get(data.len() as u64);
         Ok(Bytes::from(data))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let dir = self.dir_path(prefix)?;
         let prefix_owned = prefix.to_owned();
+        self.counters.list();
         blocking(&self.url, prefix, move || {
             let mut keys = Vec::new();
             walk(&dir, &prefix_owned, &mut keys)?;
@@ -219,6 +239,7 @@ impl Volume for LocalVolume {
 
     async fn delete(&self, path: &str) -> Result<()> {
         let file_path = self.file_path(path)?;
+        self.counters.delete(1);
         blocking(&self.url, path, move || match fs::remove_file(&file_path) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other.map_err(at("delete")),
@@ -259,6 +280,7 @@ struct LocalSegmentWriter {
     path: String,
     /// Shared with the blocking task of the append in progress.
     file: Arc<File>,
+    counters: Arc<Counters>,
     /// Bytes durably appended so far.
     len: u64,
     /// Set while an append is in flight and left set if it fails or is cancelled.
@@ -284,6 +306,7 @@ impl SegmentWriter for LocalSegmentWriter {
         let start = self.len;
         // Poisoned until the append completes, so a dropped (cancelled) append also poisons.
         self.failed = true;
+        self.counters.put(added);
         blocking(&self.volume, &self.path, move || {
             // Positional writes: the offset never depends on a file cursor.
             let mut offset = start;

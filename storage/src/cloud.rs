@@ -1,0 +1,202 @@
+//! Cloud object-store volumes: `s3://bucket/prefix`, `gs://bucket/prefix`,
+//! `az://container/prefix`, all through `object_store` and one
+//! [`ObjectStoreVolume`].
+//!
+//! Configuration is the one each cloud's own tools read from the
+//! environment (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_REGION`, `AWS_ALLOW_HTTP`, …; `GOOGLE_SERVICE_ACCOUNT`, …;
+//! `AZURE_STORAGE_ACCOUNT_NAME`, …), overridden per volume by
+//! [`VolumeOptions`] from the config file, with the key names `object_store`
+//! accepts (`endpoint`, `access_key_id`, `region`, `allow_http`, `timeout`…).
+//!
+//! A volume is probed when it is opened (one LIST under its prefix), so wrong
+//! credentials, a missing bucket or an unreachable endpoint stop the process
+//! at start-up with a message naming the volume, instead of failing the first
+//! write minutes later.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::RetryConfig;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::client::ClientConfigKey;
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+
+use crate::error::{Result, StorageError};
+use crate::object::ObjectStoreVolume;
+
+/// Per-volume settings from the config file: `object_store` configuration
+/// keys (with or without the `aws_`/`google_`/`azure_` prefix) and values.
+pub type VolumeOptions = BTreeMap<String, String>;
+
+/// Client settings applied unless the environment or the volume's options
+/// set them: a stalled store must fail a write in seconds, so the partition
+/// moves on to another volume, rather than after object_store's defaults of
+/// 30 s per attempt and 3 minutes of retries.
+const CLIENT_DEFAULTS: [(ClientConfigKey, &str); 2] = [
+    (ClientConfigKey::ConnectTimeout, "3s"),
+    (ClientConfigKey::Timeout, "10s"),
+];
+
+/// Retries of requests that failed for a retriable reason (a 5xx answer, a
+/// dropped connection, a timeout), with exponential backoff.
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(20),
+        ..RetryConfig::default()
+    }
+}
+
+/// The cloud schemes this module opens.
+pub(crate) const SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "azure", "abfs", "abfss"];
+
+/// Opens and probes the cloud volume `url` (`scheme://bucket/prefix`).
+pub(crate) async fn open(
+    url: &str,
+    scheme: &str,
+    rest: &str,
+    options: &VolumeOptions,
+) -> Result<ObjectStoreVolume> {
+    let bad_url = |reason: String| StorageError::BadUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() || bucket.contains(['?', '#', '@', ':']) {
+        return Err(bad_url(format!(
+            "expected {scheme}://BUCKET/PREFIX with a plain bucket or container name"
+        )));
+    }
+    let prefix = prefix.trim_end_matches('/');
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => Arc::new(build_s3(bucket, options).map_err(bad_url)?),
+        "gs" => Arc::new(build_gcs(bucket, options).map_err(bad_url)?),
+        _ => Arc::new(build_azure(bucket, options).map_err(bad_url)?),
+    };
+    let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+        store
+    } else {
+        let location = Path::parse(prefix)
+            .map_err(|error| bad_url(format!("bad prefix `{prefix}`: {error}")))?;
+        Arc::new(PrefixStore::new(store, location))
+    };
+    probe(url, bucket, &store).await?;
+    Ok(ObjectStoreVolume::new(url, store))
+}
+
+/// Applies `options` to a builder through its `with_config`, refusing unknown keys.
+fn configure<B, K: FromStr<Err = object_store::Error>>(
+    mut builder: B,
+    options: &VolumeOptions,
+    with_config: impl Fn(B, K, &str) -> B,
+) -> std::result::Result<B, String> {
+    for (key, value) in options {
+        let parsed = K::from_str(key).map_err(|_| {
+            format!("unknown option `{key}` (see object_store's configuration keys)")
+        })?;
+        builder = with_config(builder, parsed, value);
+    }
+    Ok(builder)
+}
+
+fn build_s3(
+    bucket: &str,
+    options: &VolumeOptions,
+) -> std::result::Result<impl ObjectStore, String> {
+    let builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let mut builder = configure(builder, options, |b, k: AmazonS3ConfigKey, v| {
+        b.with_config(k, v)
+    })?;
+    for (key, value) in CLIENT_DEFAULTS {
+        let key = AmazonS3ConfigKey::Client(key);
+        if builder.get_config_value(&key).is_none() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    builder
+        .with_retry(retry_config())
+        .build()
+        .map_err(|error| error.to_string())
+}
+
+fn build_gcs(
+    bucket: &str,
+    options: &VolumeOptions,
+) -> std::result::Result<impl ObjectStore, String> {
+    let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    let mut builder = configure(builder, options, |b, k: GoogleConfigKey, v| {
+        b.with_config(k, v)
+    })?;
+    for (key, value) in CLIENT_DEFAULTS {
+        let key = GoogleConfigKey::Client(key);
+        if builder.get_config_value(&key).is_none() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    builder
+        .with_retry(retry_config())
+        .build()
+        .map_err(|error| error.to_string())
+}
+
+fn build_azure(
+    container: &str,
+    options: &VolumeOptions,
+) -> std::result::Result<impl ObjectStore, String> {
+    let builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
+    let mut builder = configure(builder, options, |b, k: AzureConfigKey, v| {
+        b.with_config(k, v)
+    })?;
+    for (key, value) in CLIENT_DEFAULTS {
+        let key = AzureConfigKey::Client(key);
+        if builder.get_config_value(&key).is_none() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    builder
+        .with_retry(retry_config())
+        .build()
+        .map_err(|error| error.to_string())
+}
+
+/// One LIST request (at most one key) under the volume's prefix: proves the
+/// endpoint answers, the credentials are accepted and the bucket exists.
+async fn probe(url: &str, bucket: &str, store: &Arc<dyn ObjectStore>) -> Result<()> {
+    let bad = |reason: String| StorageError::BadUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    match store.list_with_delimiter(None).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => Err(bad(format!(
+            "bucket `{bucket}` does not exist (create it first; Sluice never creates buckets)"
+        ))),
+        Err(error) => Err(bad(format!(
+            "the store did not answer a listing of the volume: {}",
+            root_cause(&error)
+        ))),
+    }
+}
+
+/// The error and its sources on one line: object_store's outer messages
+/// ("Generic S3 error") hide the useful part (403, connection refused).
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = inner.source();
+    }
+    message
+}
