@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use sluice_metadata::{Compare, LeaseId, MetadataStore, Op, WatchEvent, keys};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BrokerConfig, PartitionConfig};
+use crate::config::{BrokerConfig, OBJECT_STORE_MIN_FLUSH_INTERVAL, PartitionConfig};
 use crate::error::BrokerError;
 use crate::partition::machine::{AckMode, Appended, ProduceBatches, WriteRejected};
 use crate::partition::{PartitionHandle, ProduceFailure, ViewReceiver};
@@ -59,6 +60,14 @@ impl Broker {
         metadata: Arc<dyn MetadataStore>,
         lease: Option<LeaseId>,
     ) -> Result<Arc<Self>, BrokerError> {
+        let mut config = config;
+        config.min_flush_interval.get_or_insert_with(|| {
+            if volumes.has_object_store() {
+                OBJECT_STORE_MIN_FLUSH_INTERVAL
+            } else {
+                Duration::ZERO
+            }
+        });
         let broker = Arc::new(Self {
             id,
             lease,

@@ -16,7 +16,7 @@ pub mod partition;
 mod server;
 
 pub use broker::Broker;
-pub use config::{BrokerConfig, PartitionConfig};
+pub use config::{BrokerConfig, OBJECT_STORE_MIN_FLUSH_INTERVAL, PartitionConfig};
 pub use error::BrokerError;
 pub use partition::machine::{AckMode, Appended};
-pub use server::BrokerService;
+pub use server::{BrokerService, node_volume_stats};

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_log::PartitionKey;
+use sluice_log::{PartitionKey, VolumeSet};
 use sluice_proto::v1;
 use sluice_proto::v1::broker_server::BrokerServer;
 use tokio::sync::mpsc;
@@ -38,8 +38,46 @@ impl BrokerService {
     }
 }
 
+/// The request counts of every volume in `volumes`, as `node` reports them.
+pub fn node_volume_stats(node: impl Into<String>, volumes: &VolumeSet) -> v1::NodeVolumeStats {
+    let volumes = volumes
+        .all()
+        .iter()
+        .map(|volume| {
+            let stats = volume.stats();
+            v1::VolumeCounters {
+                url: volume.url().to_owned(),
+                kind: volume.kind().as_str().to_owned(),
+                puts: stats.puts,
+                gets: stats.gets,
+                heads: stats.heads,
+                lists: stats.lists,
+                deletes: stats.deletes,
+                bytes_written: stats.bytes_written,
+                bytes_read: stats.bytes_read,
+            }
+        })
+        .collect();
+    v1::NodeVolumeStats {
+        node: node.into(),
+        volumes,
+        error: String::new(),
+    }
+}
+
 #[tonic::async_trait]
 impl v1::broker_server::Broker for BrokerService {
+    async fn volume_stats(
+        &self,
+        _request: Request<v1::VolumeStatsRequest>,
+    ) -> Result<Response<v1::NodeVolumeStats>, Status> {
+        let node = format!("broker {}", self.broker.id());
+        Ok(Response::new(node_volume_stats(
+            node,
+            self.broker.volumes(),
+        )))
+    }
+
     async fn produce(
         &self,
         request: Request<v1::BrokerProduceRequest>,

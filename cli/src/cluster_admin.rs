@@ -21,6 +21,12 @@ pub enum ClusterCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Requests every node has sent to each storage volume since it started
+    /// (PUTs, GETs, LISTs: the bill on a public cloud).
+    Volumes {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -81,8 +87,87 @@ pub async fn cluster(command: ClusterCommand) -> anyhow::Result<()> {
                 println!("moved {line}");
             }
         }
+        ClusterCommand::Volumes { server } => {
+            let stats = volume_stats(&server).await?;
+            println!(
+                "{:<28} {:<40} {:>10} {:>10} {:>8} {:>8} {:>8} {:>14} {:>14}",
+                "NODE",
+                "VOLUME",
+                "PUTS",
+                "GETS",
+                "HEADS",
+                "LISTS",
+                "DELETES",
+                "BYTES WRITTEN",
+                "BYTES READ"
+            );
+            for node in stats.nodes {
+                if !node.error.is_empty() {
+                    println!("{:<28} (not answering: {})", node.node, node.error);
+                }
+                for v in node.volumes {
+                    println!(
+                        "{:<28} {:<40} {:>10} {:>10} {:>8} {:>8} {:>8} {:>14} {:>14}",
+                        node.node,
+                        v.url,
+                        v.puts,
+                        v.gets,
+                        v.heads,
+                        v.lists,
+                        v.deletes,
+                        v.bytes_written,
+                        v.bytes_read
+                    );
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Every node's storage request counts, from the server's Admin API.
+pub async fn volume_stats(server: &ServerArgs) -> anyhow::Result<v1::VolumeStatsResponse> {
+    Ok(server
+        .admin()
+        .await?
+        .volume_stats(v1::VolumeStatsRequest {})
+        .await?
+        .into_inner())
+}
+
+/// Storage requests summed over every node and volume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VolumeTotals {
+    pub puts: u64,
+    pub gets: u64,
+    pub lists: u64,
+    pub deletes: u64,
+    pub bytes_written: u64,
+}
+
+impl VolumeTotals {
+    pub fn of(stats: &v1::VolumeStatsResponse) -> Self {
+        let mut totals = Self::default();
+        for v in stats.nodes.iter().flat_map(|node| &node.volumes) {
+            totals.puts += v.puts;
+            totals.gets += v.gets + v.heads;
+            totals.lists += v.lists;
+            totals.deletes += v.deletes;
+            totals.bytes_written += v.bytes_written;
+        }
+        totals
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            puts: self.puts.saturating_sub(earlier.puts),
+            gets: self.gets.saturating_sub(earlier.gets),
+            lists: self.lists.saturating_sub(earlier.lists),
+            deletes: self.deletes.saturating_sub(earlier.deletes),
+            bytes_written: self.bytes_written.saturating_sub(earlier.bytes_written),
+        }
+    }
 }
 
 pub async fn broker(action: BrokerAction) -> anyhow::Result<()> {

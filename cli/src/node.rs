@@ -8,9 +8,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use sluice_broker::BrokerConfig;
+use sluice_log::VolumeSet;
+use sluice_storage::VolumeOptions;
 
 /// Write-path flags (`standalone`, `broker`).
 #[derive(clap::Args, Debug, Default)]
@@ -21,6 +25,11 @@ pub struct WriteArgs {
     /// Flush once this many bytes are buffered.
     #[arg(long, env = "SLUICE_FLUSH_BYTES")]
     pub flush_bytes: Option<u64>,
+    /// No flush starts sooner than this after the previous one (ms), unless
+    /// --flush-bytes are buffered; durable produces wait for it. Default: 250
+    /// when a volume is an object store (fewer, larger PUTs), else 0.
+    #[arg(long, env = "SLUICE_MIN_FLUSH_INTERVAL_MS")]
+    pub min_flush_interval_ms: Option<u64>,
     /// Default segment size before rolling.
     #[arg(long, env = "SLUICE_SEGMENT_BYTES")]
     pub segment_bytes: Option<u64>,
@@ -59,6 +68,11 @@ pub struct FileConfig {
     pub grpc_addr: Option<SocketAddr>,
     /// See `--volume`.
     pub volumes: Option<Vec<String>>,
+    /// Per-volume settings by volume URL, overriding the environment:
+    /// `[volume_options."s3://bucket/prefix"]` with `endpoint = "…"`,
+    /// `access_key_id = "…"`, `region = "…"`, `allow_http = "true"`, …
+    /// (object_store's keys), or `dfs.*` keys and `user` for HDFS.
+    pub volume_options: Option<BTreeMap<String, VolumeOptions>>,
     /// See `--etcd` (cluster roles): comma-separated endpoints.
     pub etcd: Option<String>,
     /// See `--id` (broker).
@@ -69,6 +83,8 @@ pub struct FileConfig {
     pub flush_interval_ms: Option<u64>,
     /// See `--flush-bytes`.
     pub flush_bytes: Option<u64>,
+    /// See `--min-flush-interval-ms`.
+    pub min_flush_interval_ms: Option<u64>,
     /// See `--segment-bytes`.
     pub segment_bytes: Option<u64>,
     /// See `--segment-ms`.
@@ -99,6 +115,24 @@ impl FileConfig {
     }
 }
 
+impl FileConfig {
+    /// Opens the volumes `urls` with their `volume_options`. Options for a
+    /// URL that is not among them are refused: a typo would otherwise be
+    /// silently ignored and the volume opened with the wrong settings.
+    pub async fn open_volumes(&self, urls: &[String]) -> anyhow::Result<VolumeSet> {
+        let options = self.volume_options.clone().unwrap_or_default();
+        if let Some(unknown) = options.keys().find(|url| !urls.contains(url)) {
+            bail!(
+                "volume_options names `{unknown}`, which is not a configured volume ({})",
+                urls.join(", ")
+            );
+        }
+        VolumeSet::open(urls, &options)
+            .await
+            .context("cannot open a storage volume")
+    }
+}
+
 impl WriteArgs {
     /// The broker settings: these flags, then the file, then the defaults.
     pub fn broker_config(&self, file: &FileConfig) -> anyhow::Result<BrokerConfig> {
@@ -108,6 +142,9 @@ impl WriteArgs {
         }
         if let Some(bytes) = self.flush_bytes.or(file.flush_bytes) {
             broker.flush_bytes = bytes;
+        }
+        if let Some(ms) = self.min_flush_interval_ms.or(file.min_flush_interval_ms) {
+            broker.min_flush_interval = Some(Duration::from_millis(ms));
         }
         if let Some(bytes) = self.segment_bytes.or(file.segment_bytes) {
             broker.segment_bytes = bytes;

@@ -12,7 +12,6 @@ use sluice_broker::{Broker, BrokerConfig};
 use crate::node::{FileConfig, WriteArgs};
 use crate::serve::{self, init_logging, shutdown_signal};
 use sluice_controller::TopicAdmin;
-use sluice_log::VolumeSet;
 use sluice_metadata::EmbeddedStore;
 use sluice_metadata::records::TopicConfig;
 use sluice_proxy::{AdminService, LocalBackend, SluiceService};
@@ -32,7 +31,7 @@ pub struct Args {
     /// Address of the gRPC API.
     #[arg(long, env = "SLUICE_GRPC_ADDR")]
     grpc_addr: Option<SocketAddr>,
-    /// A storage volume URL (repeatable): a directory path, file:///abs/path or memory://name. Default: DATA_DIR/data.
+    /// A storage volume URL (repeatable): a directory path, s3://bucket/prefix, hdfs://namenode:port/path, gs://…, az://…, file:///abs/path or memory://name. The first holds checkpoints. Default: DATA_DIR/data.
     #[arg(long = "volume", env = "SLUICE_VOLUMES", value_delimiter = ',')]
     volumes: Vec<String>,
     /// TOML file with any of these settings (names as the flags, with underscores).
@@ -49,6 +48,7 @@ struct Settings {
     grpc_addr: SocketAddr,
     volumes: Vec<String>,
     broker: BrokerConfig,
+    file: FileConfig,
 }
 
 impl Args {
@@ -76,6 +76,7 @@ impl Args {
             grpc_addr,
             volumes,
             broker,
+            file,
         };
         Ok(settings)
     }
@@ -92,9 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let _lock = lock_data_dir(&settings.data_dir)?;
     let metadata = Arc::new(EmbeddedStore::open(&settings.data_dir.join("metadata"))?);
-    let volumes = VolumeSet::open(&settings.volumes)
-        .await
-        .context("cannot open a storage volume")?;
+    let volumes = settings.file.open_volumes(&settings.volumes).await?;
     let admin = TopicAdmin::new(metadata.clone());
     // This process is a new owner of every partition: a higher epoch than
     // any earlier run, so its segments and checkpoints never collide.

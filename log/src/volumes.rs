@@ -2,12 +2,12 @@
 //! healthy one for every new segment, so one hot partition spreads over the
 //! whole storage pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use sluice_storage::{StorageError, Volume};
+use sluice_storage::{StorageError, Volume, VolumeKind, VolumeOptions};
 
 use crate::LogError;
 
@@ -20,13 +20,27 @@ pub struct VolumeSet {
 }
 
 impl VolumeSet {
-    /// Opens every URL; the first becomes the home volume.
-    pub async fn open(urls: &[String]) -> Result<Self, StorageError> {
+    /// Opens every URL, with its settings from `options` (by URL); the first
+    /// becomes the home volume.
+    pub async fn open(
+        urls: &[String],
+        options: &BTreeMap<String, VolumeOptions>,
+    ) -> Result<Self, StorageError> {
+        let none = VolumeOptions::new();
         let mut volumes = Vec::with_capacity(urls.len());
         for url in urls {
-            volumes.push(sluice_storage::open_volume(url).await?);
+            let settings = options.get(url).unwrap_or(&none);
+            volumes.push(sluice_storage::open_volume_with(url, settings).await?);
         }
         Ok(Self::new(volumes))
+    }
+
+    /// Whether any volume is an object store, where every write is a billed
+    /// request and fewer, larger flushes pay.
+    pub fn has_object_store(&self) -> bool {
+        self.volumes
+            .iter()
+            .any(|volume| volume.kind() == VolumeKind::ObjectStore)
     }
 
     /// # Panics

@@ -7,8 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use sluice_broker::partition::ViewReceiver;
-use sluice_broker::{AckMode, Appended, Broker, BrokerError};
+use sluice_broker::{AckMode, Appended, Broker, BrokerError, node_volume_stats};
 use sluice_log::{PartitionKey, VolumeSet};
+use sluice_proto::v1;
 
 /// The brokers, as a proxy sees them.
 #[async_trait]
@@ -29,6 +30,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn volumes(&self) -> &VolumeSet;
     /// Waits until the partition accepts writes and serves reads, up to `timeout`.
     async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool;
+    /// The storage request counts of this process and of every broker.
+    async fn volume_stats(&self) -> Vec<v1::NodeVolumeStats>;
 }
 
 /// The broker of this very process.
@@ -71,5 +74,9 @@ impl Backend for LocalBackend {
 
     async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool {
         self.broker.wait_ready(key, timeout).await
+    }
+
+    async fn volume_stats(&self) -> Vec<v1::NodeVolumeStats> {
+        vec![node_volume_stats("standalone", self.broker.volumes())]
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use sluice_broker::partition::ViewReceiver;
-use sluice_broker::{AckMode, Appended, BrokerError};
+use sluice_broker::{AckMode, Appended, BrokerError, node_volume_stats};
 use sluice_log::checkpoint::Checkpoint;
 use sluice_log::{PartitionKey, PartitionView, VolumeSet};
 use sluice_metadata::records::{self, Assignment, BrokerRecord, TopicRecord};
@@ -341,6 +341,43 @@ impl Backend for ClusterBackend {
             view.wait_for(Option::is_some).await.is_ok()
         };
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+    }
+
+    async fn volume_stats(&self) -> Vec<v1::NodeVolumeStats> {
+        let brokers: Vec<(u64, String)> = {
+            let state = self.lock();
+            let mut brokers: Vec<_> = state
+                .brokers
+                .iter()
+                .map(|(id, record)| (*id, record.addr.clone()))
+                .collect();
+            brokers.sort();
+            brokers
+        };
+        let asks = brokers.into_iter().map(|(id, addr)| async move {
+            let node = format!("broker {id} {addr}");
+            let ask = async {
+                let mut client = BrokerClient::new(self.channel(&addr)?);
+                let stats = client.volume_stats(v1::VolumeStatsRequest {}).await?;
+                anyhow_like::Result::Ok(stats.into_inner())
+            };
+            match tokio::time::timeout(Duration::from_secs(5), ask).await {
+                Ok(Ok(stats)) => v1::NodeVolumeStats { node, ..stats },
+                Ok(Err(e)) => v1::NodeVolumeStats {
+                    node,
+                    volumes: Vec::new(),
+                    error: e.to_string(),
+                },
+                Err(_) => v1::NodeVolumeStats {
+                    node,
+                    volumes: Vec::new(),
+                    error: "no answer within 5 s".into(),
+                },
+            }
+        });
+        let mut nodes = vec![node_volume_stats("proxy", &self.volumes)];
+        nodes.extend(futures::future::join_all(asks).await);
+        nodes
     }
 }
 

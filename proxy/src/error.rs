@@ -108,7 +108,7 @@ fn log(e: LogError) -> (Code, &'static str, String) {
 
 fn storage_status(e: &StorageError, message: String) -> (Code, &'static str, String) {
     match e {
-        StorageError::Io { .. } | StorageError::ObjectStore { .. } => {
+        StorageError::Io { .. } | StorageError::ObjectStore { .. } | StorageError::Hdfs { .. } => {
             (Code::Unavailable, "STORAGE_UNAVAILABLE", message)
         }
         StorageError::NotFound { .. }

@@ -173,15 +173,36 @@ async fn probe(url: &str, bucket: &str, store: &Arc<dyn ObjectStore>) -> Result<
         url: url.to_owned(),
         reason,
     };
+    let missing = || {
+        bad(format!(
+            "bucket `{bucket}` does not exist (create it first; Sluice never creates buckets)"
+        ))
+    };
     match store.list_with_delimiter(None).await {
         Ok(_) => Ok(()),
-        Err(object_store::Error::NotFound { .. }) => Err(bad(format!(
-            "bucket `{bucket}` does not exist (create it first; Sluice never creates buckets)"
-        ))),
-        Err(error) => Err(bad(format!(
-            "the store did not answer a listing of the volume: {}",
-            root_cause(&error)
-        ))),
+        Err(object_store::Error::NotFound { .. }) => Err(missing()),
+        Err(error) => {
+            let cause = root_cause(&error);
+            if cause.contains("NoSuchBucket") || cause.contains("NoSuchContainer") {
+                Err(missing())
+            } else if [
+                "403 Forbidden",
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AccessDenied",
+            ]
+            .iter()
+            .any(|refusal| cause.contains(refusal))
+            {
+                Err(bad(format!(
+                    "the store refused the credentials (check the access key and secret): {cause}"
+                )))
+            } else {
+                Err(bad(format!(
+                    "the store did not answer a listing of the volume: {cause}"
+                )))
+            }
+        }
     }
 }
 

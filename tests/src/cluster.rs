@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::servers::Storage;
 use anyhow::{Context, bail};
 use sluice_proto::v1;
 use sluice_proto::v1::admin_client::AdminClient;
@@ -246,7 +247,10 @@ pub struct Cluster {
     pub brokers: Vec<Node>,
     pub controllers: Vec<Node>,
     pub etcd: Etcd,
+    /// The local volume directory (used when `storage` is local).
     pub volume: PathBuf,
+    /// Where brokers write and proxies read.
+    pub storage: Storage,
     pub dir: tempfile::TempDir,
 }
 
@@ -258,9 +262,22 @@ impl Cluster {
         proxies: usize,
         broker_flags: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_on(None, controllers, brokers, proxies, broker_flags)
+    }
+
+    /// [`start`](Self::start) on `storage` (`None`: a local directory).
+    pub fn start_on(
+        storage: Option<Storage>,
+        controllers: usize,
+        brokers: usize,
+        proxies: usize,
+        broker_flags: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let volume = dir.path().join("volume");
         std::fs::create_dir_all(&volume)?;
+        let storage = storage.unwrap_or_else(|| Storage::local(&volume));
+        std::fs::write(dir.path().join("storage.toml"), storage.config_toml())?;
         let etcd = Etcd::start(dir.path())?;
         let mut cluster = Self {
             proxies: Vec::new(),
@@ -268,6 +285,7 @@ impl Cluster {
             controllers: Vec::new(),
             etcd,
             volume,
+            storage,
             dir,
         };
         for i in 0..controllers {
@@ -306,8 +324,8 @@ impl Cluster {
 
     pub fn add_broker(&mut self, id: u64, flags: &[&str]) -> anyhow::Result<()> {
         let mut args = self.common("broker");
-        args.extend(["--id".to_owned(), id.to_string(), "--volume".to_owned()]);
-        args.push(self.volume.to_string_lossy().into_owned());
+        args.extend(["--id".to_owned(), id.to_string()]);
+        args.extend(self.storage_args());
         args.extend(flags.iter().map(|f| f.to_string()));
         self.brokers
             .push(Node::start(&format!("broker-{id}"), self.dir.path(), args)?);
@@ -316,13 +334,16 @@ impl Cluster {
 
     pub fn add_proxy(&mut self, i: usize) -> anyhow::Result<()> {
         let mut args = self.common("proxy");
-        args.extend([
-            "--volume".to_owned(),
-            self.volume.to_string_lossy().into_owned(),
-        ]);
+        args.extend(self.storage_args());
         self.proxies
             .push(Node::start(&format!("proxy-{i}"), self.dir.path(), args)?);
         Ok(())
+    }
+
+    /// `--config` with the storage's volumes and their settings.
+    fn storage_args(&self) -> [String; 2] {
+        let config = self.dir.path().join("storage.toml");
+        ["--config".to_owned(), config.to_string_lossy().into_owned()]
     }
 
     /// The broker with id `id` (ids are 1.. in start order).
@@ -414,23 +435,25 @@ impl Cluster {
         .await
     }
 
-    /// The checkpoint files of a partition on the shared volume, oldest
-    /// first: (sequence, epoch of the writer that saved it).
-    pub fn checkpoints(&self, topic: &str, partition: u32) -> anyhow::Result<Vec<(u64, u64)>> {
-        let dir = self
-            .volume
-            .join(topic)
-            .join(partition.to_string())
-            .join("checkpoint");
+    /// The checkpoints of a partition on the home volume, oldest first:
+    /// (sequence, epoch of the writer that saved it).
+    pub async fn checkpoints(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> anyhow::Result<Vec<(u64, u64)>> {
+        let url = &self.storage.volumes[0];
+        let volume = sluice_storage::open_volume_with(url, &self.storage.options_of(url)).await?;
+        let prefix = format!("{topic}/{partition}/checkpoint");
         let mut found = Vec::new();
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
-            let path = entry?.path();
-            let Some(sequence) = path.file_name().and_then(|n| n.to_str()?.parse().ok()) else {
-                continue; // not a checkpoint (a temporary file)
+        for key in volume.list(&prefix).await? {
+            let Some(sequence) = key.rsplit('/').next().and_then(|n| n.parse().ok()) else {
+                continue; // not a checkpoint
             };
-            let text = std::fs::read_to_string(&path)?;
-            let epoch = checkpoint_epoch(&text)
-                .with_context(|| format!("no epoch in {}: {text:?}", path.display()))?;
+            let data = volume.get(&key).await?;
+            let text = String::from_utf8_lossy(&data);
+            let epoch =
+                checkpoint_epoch(&text).with_context(|| format!("no epoch in {key}: {text:?}"))?;
             found.push((sequence, epoch));
         }
         found.sort();

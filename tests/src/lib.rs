@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod load;
+pub mod servers;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

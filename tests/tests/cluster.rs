@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sluice_tests::cluster::Cluster;
 use sluice_tests::load::{Load, LoadOptions, produce_request};
+use sluice_tests::servers::Storage;
 use sluice_tests::{read_all, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +69,30 @@ async fn produce_through_one_proxy_and_consume_through_another() -> anyhow::Resu
 /// every acknowledged message is in the log at the offset it was given.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_of_a_broker_loses_no_acknowledged_message() -> anyhow::Result<()> {
-    let mut cluster = Cluster::start(1, 3, 2, &[])?;
+    kill9_under_load(None).await
+}
+
+/// The same on S3 (Ceph RGW): chunk objects, create-if-absent checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_a_broker_on_s3_loses_no_acknowledged_message() -> anyhow::Result<()> {
+    let Some(storage) = Storage::rgw("kill9") else {
+        return Ok(());
+    };
+    kill9_under_load(Some(storage)).await
+}
+
+/// The same on HDFS: the killed broker's open segment keeps its HDFS lease;
+/// the new owner reads it up to its checkpoint and writes a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_of_a_broker_on_hdfs_loses_no_acknowledged_message() -> anyhow::Result<()> {
+    let Some(storage) = Storage::hdfs("kill9") else {
+        return Ok(());
+    };
+    kill9_under_load(Some(storage)).await
+}
+
+async fn kill9_under_load(storage: Option<Storage>) -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_on(storage, 1, 3, 2, &[])?;
     let partitions = 6u32;
     cluster.create_topic("events", partitions).await?;
     let options = LoadOptions {

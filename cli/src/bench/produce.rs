@@ -14,6 +14,7 @@ use sluice_proto::v1;
 use sluice_record::{BatchBuilder, Compression};
 
 use crate::client::{ServerArgs, data_client};
+use crate::cluster_admin::{VolumeTotals, volume_stats};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,6 +47,10 @@ pub struct Args {
     rate_mb: Option<f64>,
     #[arg(long, default_value = "none")]
     compression: Compression,
+    /// Segment size of the topic when the bench creates it (bytes); small
+    /// segments make the run include segment rolls and object-store merges.
+    #[arg(long)]
+    segment_bytes: Option<u64>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -64,6 +69,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let interval = args
         .rate_mb
         .map(|rate| Duration::from_secs_f64(batch_bytes as f64 / (rate * 1e6 / workers as f64)));
+    let storage_before = storage_totals(&args.server).await;
     let acks = if args.acks == "buffer" {
         v1::AckMode::Buffer
     } else {
@@ -123,6 +129,52 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         latencies.value_at_quantile(0.999) as f64 / 1000.0,
         latencies.max() as f64 / 1000.0,
     );
+    if let Some(before) = storage_before {
+        report_storage(&args.server, before, bytes).await?;
+    }
+    Ok(())
+}
+
+/// The storage request totals, or `None` (with a note) if the server does not report them.
+async fn storage_totals(server: &ServerArgs) -> Option<VolumeTotals> {
+    match volume_stats(server).await {
+        Ok(stats) => Some(VolumeTotals::of(&stats)),
+        Err(e) => {
+            eprintln!("note: no storage request counts from the server: {e}");
+            None
+        }
+    }
+}
+
+/// Prints the storage requests the run caused, per GB produced, once the
+/// counts settle (seals, merges and checkpoints finish after the last ack).
+async fn report_storage(
+    server: &ServerArgs,
+    before: VolumeTotals,
+    produced: u64,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = storage_totals(server).await.unwrap_or(before);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = storage_totals(server).await.unwrap_or(last);
+        if now == last || Instant::now() > deadline {
+            last = now;
+            break;
+        }
+        last = now;
+    }
+    let run = last.since(before);
+    let gb = produced as f64 / 1e9;
+    println!(
+        "storage: {} PUTs ({:.0} per GB produced), {} GETs/HEADs, {} LISTs, {} DELETEs; {:.1} MB written",
+        run.puts,
+        run.puts as f64 / gb.max(1e-9),
+        run.gets,
+        run.lists,
+        run.deletes,
+        run.bytes_written as f64 / 1e6,
+    );
     Ok(())
 }
 
@@ -131,7 +183,10 @@ async fn ensure_topic(args: &Args) -> anyhow::Result<()> {
     let request = v1::CreateTopicRequest {
         name: args.topic.clone(),
         partitions: args.partitions,
-        config: None,
+        config: args.segment_bytes.map(|bytes| v1::TopicConfig {
+            segment_bytes: Some(bytes),
+            ..Default::default()
+        }),
     };
     match admin.create_topic(request).await {
         Ok(_) => Ok(()),

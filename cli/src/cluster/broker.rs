@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sluice_broker::{Broker, BrokerService};
-use sluice_log::VolumeSet;
 use sluice_metadata::records::{self, BrokerRecord};
 use sluice_metadata::{Compare, LeaseKeeper, MetadataStore, Op, keys};
 use tokio_util::sync::CancellationToken;
@@ -56,9 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .or(file.grpc_addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7072)));
     let metadata = args.cluster.connect(&file).await?;
-    let volumes = VolumeSet::open(&volumes)
-        .await
-        .context("cannot open a storage volume")?;
+    let volumes = file.open_volumes(&volumes).await?;
     let mut listener = Some(serve::bind(grpc_addr).await?);
     let addr = listener
         .as_ref()

@@ -5,10 +5,9 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use sluice_broker::BrokerConfig;
 use sluice_controller::TopicAdmin;
-use sluice_log::VolumeSet;
 use sluice_metadata::{LeaseKeeper, Op, keys};
 use sluice_proxy::{AdminService, ClusterBackend, SluiceService};
 use tokio_util::sync::CancellationToken;
@@ -45,9 +44,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .or(file.grpc_addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
     let metadata = args.cluster.connect(&file).await?;
-    let volumes = VolumeSet::open(&volumes)
-        .await
-        .context("cannot open a storage volume")?;
+    let volumes = file.open_volumes(&volumes).await?;
     let listener = serve::bind(grpc_addr).await?;
     let addr = listener.local_addr()?;
     let cancel = CancellationToken::new();

@@ -255,6 +255,15 @@ impl v1::admin_server::Admin for AdminService {
             moves: moves.iter().map(ToString::to_string).collect(),
         }))
     }
+
+    async fn volume_stats(
+        &self,
+        _request: Request<v1::VolumeStatsRequest>,
+    ) -> Result<Response<v1::VolumeStatsResponse>, Status> {
+        Ok(Response::new(v1::VolumeStatsResponse {
+            nodes: self.backend.volume_stats().await,
+        }))
+    }
 }
 
 fn from_proto(config: &v1::TopicConfig) -> TopicConfig {

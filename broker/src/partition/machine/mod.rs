@@ -265,6 +265,8 @@ pub struct PartitionMachine<W> {
     buffer_batches: Vec<BatchMeta>,
     buffer_bytes: u64,
     buffered_since: Option<Instant>,
+    /// When the last flush started (for `min_flush_interval`).
+    last_flush_at: Option<Instant>,
     /// Produces that arrived while recovering, in order.
     early: VecDeque<EarlyProduce<W>>,
     waiters: VecDeque<Waiter<W>>,
@@ -325,6 +327,7 @@ impl<W> PartitionMachine<W> {
             buffer_batches: Vec::new(),
             buffer_bytes: 0,
             buffered_since: None,
+            last_flush_at: None,
             early: VecDeque::new(),
             waiters: VecDeque::new(),
             flushing: None,
@@ -399,11 +402,19 @@ impl<W> PartitionMachine<W> {
         let flush = match (&self.flushing, self.buffered_since) {
             // After a failure the retry is due at its time (not before, and
             // not held back to the flush interval).
-            (None, Some(since)) if self.phase == Phase::Writing => Some(
-                self.flush_retry
-                    .at
-                    .unwrap_or(since + self.config.flush_interval),
-            ),
+            (None, Some(since)) if self.phase == Phase::Writing => {
+                Some(self.flush_retry.at.unwrap_or_else(|| {
+                    let due = if self.durable_waiting() {
+                        since
+                    } else {
+                        since + self.config.flush_interval
+                    };
+                    match self.last_flush_at {
+                        Some(last) => due.max(last + self.config.min_flush_interval),
+                        None => due,
+                    }
+                }))
+            }
             _ => None,
         };
         let checkpoint = self.checkpoint_retry.at;

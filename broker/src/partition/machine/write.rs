@@ -211,6 +211,15 @@ impl<W> PartitionMachine<W> {
         }
     }
 
+    /// Whether a durable producer waits on buffered (not yet flushed) data:
+    /// then a flush is due at once (subject to `min_flush_interval`); those
+    /// whose data is already flushed only wait for the checkpoint.
+    pub(super) fn durable_waiting(&self) -> bool {
+        self.waiters
+            .back()
+            .is_some_and(|w| w.appended.last_offset >= self.flushed_end)
+    }
+
     /// Starts a flush when one is due and none is running.
     pub(super) fn maybe_flush(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
         if self.phase != Phase::Writing
@@ -220,15 +229,16 @@ impl<W> PartitionMachine<W> {
         {
             return;
         }
-        // Durable producers waiting on buffered data flush at once; those
-        // whose data is already flushed only wait for the checkpoint.
-        let durable_waiting = self
-            .waiters
-            .back()
-            .is_some_and(|w| w.appended.last_offset >= self.flushed_end);
+        let full = self.buffer_bytes >= self.config.flush_bytes;
+        let held = self
+            .last_flush_at
+            .is_some_and(|last| now.instant < last + self.config.min_flush_interval);
+        if held && !full && !self.draining && self.flush_retry.at.is_none() {
+            return;
+        }
         let due = self.draining
-            || durable_waiting
-            || self.buffer_bytes >= self.config.flush_bytes
+            || self.durable_waiting()
+            || full
             || self.flush_retry.at.is_some()
             || self
                 .buffered_since
@@ -272,6 +282,7 @@ impl<W> PartitionMachine<W> {
         let batches = std::mem::take(&mut self.buffer_batches);
         self.buffer_bytes = 0;
         self.buffered_since = None;
+        self.last_flush_at = Some(now.instant);
         self.flushing = Some(FlushInFlight {
             seal: seal.clone(),
             data: data.clone(),

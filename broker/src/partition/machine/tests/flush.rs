@@ -183,3 +183,60 @@ fn an_old_segment_is_rolled_by_age() {
     );
     d.settle();
 }
+
+#[test]
+fn min_flush_interval_gathers_durable_produces_into_one_flush() {
+    let mut cfg = config();
+    cfg.min_flush_interval = Duration::from_millis(100);
+    let mut d = Driver::writing(cfg);
+    d.advance_to(10);
+    // The first flush starts at once: nothing was flushed recently.
+    assert_eq!(d.produce(&[batch(1, 0)], AckMode::Durable, 1), ["Flush"]);
+    d.settle();
+    assert_eq!(d.answered(), [1]);
+    // The next durable produces wait for the interval, then go out together.
+    d.advance_to(20);
+    assert!(d.produce(&[batch(1, 0)], AckMode::Durable, 2).is_empty());
+    d.advance_to(50);
+    assert!(d.produce(&[batch(2, 0)], AckMode::Durable, 3).is_empty());
+    assert!(
+        d.tick().is_empty(),
+        "held until 100 ms after the last flush"
+    );
+    assert_eq!(
+        d.machine.next_deadline(),
+        Some(d.at(110).instant),
+        "the machine asks to be woken when the interval ends"
+    );
+    assert_eq!(d.tick_at_deadline(), ["Flush"]);
+    assert_eq!(
+        d.pending_flush().data.len(),
+        2,
+        "both produces in one flush"
+    );
+    d.settle();
+    assert_eq!(d.answered(), [1, 2, 3]);
+    d.check_log();
+}
+
+#[test]
+fn min_flush_interval_never_holds_back_a_full_buffer() {
+    let one = batch(1, 0);
+    let mut cfg = config();
+    cfg.min_flush_interval = Duration::from_secs(3600);
+    cfg.flush_bytes = 2 * one.len() as u64;
+    let mut d = Driver::writing(cfg);
+    d.produce(std::slice::from_ref(&one), AckMode::Durable, 1);
+    d.settle();
+    assert!(
+        d.produce(std::slice::from_ref(&one), AckMode::Durable, 2)
+            .is_empty()
+    );
+    assert_eq!(
+        d.produce(std::slice::from_ref(&one), AckMode::Durable, 3),
+        ["Flush"],
+        "flush_bytes reached"
+    );
+    d.settle();
+    assert_eq!(d.answered(), [1, 2, 3]);
+}

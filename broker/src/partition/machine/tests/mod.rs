@@ -52,6 +52,7 @@ fn config() -> PartitionConfig {
     PartitionConfig {
         flush_interval: FLUSH_INTERVAL,
         flush_bytes: 1 << 20,
+        min_flush_interval: Duration::ZERO,
         segment_bytes: 1 << 30,
         segment_age: Duration::from_secs(24 * 3600),
         // Every batch gets an index entry unless a test says otherwise.
