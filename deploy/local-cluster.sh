@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A local Sluice cluster on loopback, for trying cluster mode on one machine:
-# etcd, one controller, N brokers and M proxies, all on one shared
-# local-directory volume.
+# etcd, one controller, N brokers and M proxies, all on shared volumes:
+# a local directory in DIR by default, or the given --volume URLs (S3, HDFS;
+# credentials from the environment or from --config FILE's volume_options,
+# see docs/storage.md).
 #
-#   deploy/local-cluster.sh up [--brokers N] [--proxies M] [--dir DIR]
+#   deploy/local-cluster.sh up [--brokers N] [--proxies M] [--dir DIR] [--volume URL]... [--config FILE]
 #   deploy/local-cluster.sh status [--dir DIR]
 #   deploy/local-cluster.sh down [--dir DIR]
 #
@@ -18,8 +20,12 @@ shift || true
 brokers=3
 proxies=2
 dir=./sluice-cluster
+volumes=()
+config=
 while [ $# -gt 0 ]; do
   case "$1" in
+    --volume) volumes+=("$2"); shift 2 ;;
+    --config) config=$2; shift 2 ;;
     --brokers) brokers=$2; shift 2 ;;
     --proxies) proxies=$2; shift 2 ;;
     --dir) dir=$2; shift 2 ;;
@@ -66,9 +72,14 @@ up() {
   command -v etcd >/dev/null || die "etcd is not installed (Debian: apt-get install etcd-server)"
   [ -e "$dir/etcd.pid" ] && kill -0 "$(cat "$dir/etcd.pid")" 2>/dev/null && die "a cluster already runs in $dir; run: $0 down --dir $dir"
   mkdir -p "$dir/volume" "$dir/etcd-data"
-  local bin volume endpoints
+  local bin endpoints storage=()
   bin=$(sluice_bin)
-  volume=$(cd "$dir/volume" && pwd)
+  if ((${#volumes[@]})); then
+    for volume in "${volumes[@]}"; do storage+=(--volume "$volume"); done
+  else
+    storage+=(--volume "$(cd "$dir/volume" && pwd)")
+  fi
+  if [ -n "$config" ]; then storage+=(--config "$(cd "$(dirname "$config")" && pwd)/$(basename "$config")"); fi
   endpoints="http://127.0.0.1:$etcd_port"
   start etcd etcd --name n0 --data-dir "$dir/etcd-data" --logger=zap \
     --listen-client-urls "$endpoints" --advertise-client-urls "$endpoints" \
@@ -78,11 +89,11 @@ up() {
   start controller "$bin" controller --etcd "$endpoints" --grpc-addr "127.0.0.1:$controller_port"
   wait_log controller "sluice controller"
   for i in $(seq 1 "$brokers"); do
-    start "broker-$i" "$bin" broker --id "$i" --etcd "$endpoints" --grpc-addr "127.0.0.1:$((7100 + i + base))" --volume "$volume"
+    start "broker-$i" "$bin" broker --id "$i" --etcd "$endpoints" --grpc-addr "127.0.0.1:$((7100 + i + base))" "${storage[@]}"
   done
   for i in $(seq 1 "$brokers"); do wait_log "broker-$i" "sluice broker"; done
   for i in $(seq 0 $((proxies - 1))); do
-    start "proxy-$i" "$bin" proxy --etcd "$endpoints" --grpc-addr "127.0.0.1:$((7070 + 10 * i + base))" --volume "$volume"
+    start "proxy-$i" "$bin" proxy --etcd "$endpoints" --grpc-addr "127.0.0.1:$((7070 + 10 * i + base))" "${storage[@]}"
   done
   for i in $(seq 0 $((proxies - 1))); do wait_log "proxy-$i" "sluice proxy"; done
   status
@@ -128,5 +139,5 @@ case "$cmd" in
   up) up ;;
   status) status ;;
   down) down ;;
-  *) echo "usage: $0 up|status|down [--brokers N] [--proxies M] [--dir DIR]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|status|down [--brokers N] [--proxies M] [--dir DIR] [--volume URL]... [--config FILE]" >&2; exit 2 ;;
 esac

@@ -35,14 +35,25 @@ use crate::object::ObjectStoreVolume;
 /// keys (with or without the `aws_`/`google_`/`azure_` prefix) and values.
 pub type VolumeOptions = BTreeMap<String, String>;
 
-/// Client settings applied unless the environment or the volume's options
-/// set them: a stalled store must fail a write in seconds, so the partition
-/// moves on to another volume, rather than after object_store's defaults of
-/// 30 s per attempt and 3 minutes of retries.
-const CLIENT_DEFAULTS: [(ClientConfigKey, &str); 2] = [
-    (ClientConfigKey::ConnectTimeout, "3s"),
-    (ClientConfigKey::Timeout, "10s"),
+/// Client settings applied unless the environment (`AWS_TIMEOUT`,
+/// `GOOGLE_TIMEOUT`, …) or the volume's options set them: a stalled store
+/// must fail a write in seconds, so the partition moves on to another
+/// volume, rather than after object_store's defaults of 30 s per attempt
+/// and 3 minutes of retries.
+const CLIENT_DEFAULTS: [(ClientConfigKey, &str, &str); 2] = [
+    (ClientConfigKey::ConnectTimeout, "CONNECT_TIMEOUT", "3s"),
+    (ClientConfigKey::Timeout, "TIMEOUT", "10s"),
 ];
+
+/// The [`CLIENT_DEFAULTS`] the environment (variables `{env_prefix}_NAME`)
+/// does not set; the volume's options are applied after them.
+fn client_defaults(env_prefix: &str) -> impl Iterator<Item = (ClientConfigKey, &'static str)> {
+    let env_prefix = env_prefix.to_owned();
+    CLIENT_DEFAULTS
+        .into_iter()
+        .filter(move |(_, name, _)| std::env::var_os(format!("{env_prefix}_{name}")).is_none())
+        .map(|(key, _, value)| (key, value))
+}
 
 /// Retries of requests that failed for a retriable reason (a 5xx answer, a
 /// dropped connection, a timeout), with exponential backoff.
@@ -110,16 +121,13 @@ fn build_s3(
     bucket: &str,
     options: &VolumeOptions,
 ) -> std::result::Result<impl ObjectStore, String> {
-    let builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    let mut builder = configure(builder, options, |b, k: AmazonS3ConfigKey, v| {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (key, value) in client_defaults("AWS") {
+        builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+    }
+    let builder = configure(builder, options, |b, k: AmazonS3ConfigKey, v| {
         b.with_config(k, v)
     })?;
-    for (key, value) in CLIENT_DEFAULTS {
-        let key = AmazonS3ConfigKey::Client(key);
-        if builder.get_config_value(&key).is_none() {
-            builder = builder.with_config(key, value);
-        }
-    }
     builder
         .with_retry(retry_config())
         .build()
@@ -130,16 +138,13 @@ fn build_gcs(
     bucket: &str,
     options: &VolumeOptions,
 ) -> std::result::Result<impl ObjectStore, String> {
-    let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-    let mut builder = configure(builder, options, |b, k: GoogleConfigKey, v| {
+    let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    for (key, value) in client_defaults("GOOGLE") {
+        builder = builder.with_config(GoogleConfigKey::Client(key), value);
+    }
+    let builder = configure(builder, options, |b, k: GoogleConfigKey, v| {
         b.with_config(k, v)
     })?;
-    for (key, value) in CLIENT_DEFAULTS {
-        let key = GoogleConfigKey::Client(key);
-        if builder.get_config_value(&key).is_none() {
-            builder = builder.with_config(key, value);
-        }
-    }
     builder
         .with_retry(retry_config())
         .build()
@@ -150,16 +155,13 @@ fn build_azure(
     container: &str,
     options: &VolumeOptions,
 ) -> std::result::Result<impl ObjectStore, String> {
-    let builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
-    let mut builder = configure(builder, options, |b, k: AzureConfigKey, v| {
+    let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
+    for (key, value) in client_defaults("AZURE") {
+        builder = builder.with_config(AzureConfigKey::Client(key), value);
+    }
+    let builder = configure(builder, options, |b, k: AzureConfigKey, v| {
         b.with_config(k, v)
     })?;
-    for (key, value) in CLIENT_DEFAULTS {
-        let key = AzureConfigKey::Client(key);
-        if builder.get_config_value(&key).is_none() {
-            builder = builder.with_config(key, value);
-        }
-    }
     builder
         .with_retry(retry_config())
         .build()
