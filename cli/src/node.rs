@@ -83,6 +83,8 @@ pub struct FileConfig {
     pub flush_interval_ms: Option<u64>,
     /// See `--flush-bytes`.
     pub flush_bytes: Option<u64>,
+    /// See `--block-cache-bytes` (proxy, standalone).
+    pub block_cache_bytes: Option<u64>,
     /// See `--min-flush-interval-ms`.
     pub min_flush_interval_ms: Option<u64>,
     /// See `--segment-bytes`.
@@ -103,6 +105,9 @@ pub struct FileConfig {
     pub validate_records: Option<bool>,
 }
 
+/// Default size of a reader's block cache (proxy, standalone).
+pub const DEFAULT_BLOCK_CACHE_BYTES: u64 = 256 << 20;
+
 impl FileConfig {
     /// Reads the file, or the empty configuration without one.
     pub fn read(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -120,6 +125,28 @@ impl FileConfig {
     /// URL that is not among them are refused: a typo would otherwise be
     /// silently ignored and the volume opened with the wrong settings.
     pub async fn open_volumes(&self, urls: &[String]) -> anyhow::Result<VolumeSet> {
+        self.open_volumes_cached(urls, None).await
+    }
+
+    /// [`open_volumes`](Self::open_volumes) for a role that serves reads:
+    /// with a block cache of `cache_bytes` (the flag), else the file's
+    /// `block_cache_bytes`, else the default.
+    pub async fn open_volumes_for_reads(
+        &self,
+        urls: &[String],
+        cache_bytes: Option<u64>,
+    ) -> anyhow::Result<VolumeSet> {
+        let bytes = cache_bytes
+            .or(self.block_cache_bytes)
+            .unwrap_or(DEFAULT_BLOCK_CACHE_BYTES);
+        self.open_volumes_cached(urls, Some(bytes)).await
+    }
+
+    async fn open_volumes_cached(
+        &self,
+        urls: &[String],
+        cache_bytes: Option<u64>,
+    ) -> anyhow::Result<VolumeSet> {
         let options = self.volume_options.clone().unwrap_or_default();
         if let Some(unknown) = options.keys().find(|url| !urls.contains(url)) {
             bail!(
@@ -127,9 +154,13 @@ impl FileConfig {
                 urls.join(", ")
             );
         }
-        VolumeSet::open(urls, &options)
+        let volumes = VolumeSet::open(urls, &options)
             .await
-            .context("cannot open a storage volume")
+            .context("cannot open a storage volume")?;
+        Ok(match cache_bytes {
+            Some(bytes) => volumes.with_block_cache(bytes),
+            None => volumes,
+        })
     }
 }
 

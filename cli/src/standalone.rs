@@ -34,6 +34,10 @@ pub struct Args {
     /// A storage volume URL (repeatable): a directory path, s3://bucket/prefix, hdfs://namenode:port/path, gs://…, az://…, file:///abs/path or memory://name. The first holds checkpoints. Default: DATA_DIR/data.
     #[arg(long = "volume", env = "SLUICE_VOLUMES", value_delimiter = ',')]
     volumes: Vec<String>,
+    /// Bytes of segment blocks read from S3 or HDFS kept in memory for
+    /// consumers that read them again (0 disables; default 256 MiB).
+    #[arg(long, env = "SLUICE_BLOCK_CACHE_BYTES")]
+    block_cache_bytes: Option<u64>,
     /// TOML file with any of these settings (names as the flags, with underscores).
     #[arg(long, env = "SLUICE_CONFIG")]
     config: Option<PathBuf>,
@@ -48,6 +52,7 @@ struct Settings {
     grpc_addr: SocketAddr,
     volumes: Vec<String>,
     broker: BrokerConfig,
+    block_cache_bytes: Option<u64>,
     file: FileConfig,
 }
 
@@ -76,6 +81,7 @@ impl Args {
             grpc_addr,
             volumes,
             broker,
+            block_cache_bytes: self.block_cache_bytes,
             file,
         };
         Ok(settings)
@@ -93,7 +99,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let _lock = lock_data_dir(&settings.data_dir)?;
     let metadata = Arc::new(EmbeddedStore::open(&settings.data_dir.join("metadata"))?);
-    let volumes = settings.file.open_volumes(&settings.volumes).await?;
+    let volumes = settings
+        .file
+        .open_volumes_for_reads(&settings.volumes, settings.block_cache_bytes)
+        .await?;
     let admin = TopicAdmin::new(metadata.clone());
     // This process is a new owner of every partition: a higher epoch than
     // any earlier run, so its segments and checkpoints never collide.

@@ -10,6 +10,7 @@
 //! - [`volumes`]: the configured storage volumes and the random choice of one
 //!   for each new segment.
 
+pub mod cache;
 pub mod checkpoint;
 mod error;
 pub mod index;
@@ -18,6 +19,7 @@ pub mod read;
 pub mod view;
 pub mod volumes;
 
+pub use cache::BlockCache;
 pub use checkpoint::{Checkpoint, SegmentMeta};
 pub use error::LogError;
 pub use index::{IndexEntry, SparseIndex};

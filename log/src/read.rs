@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use sluice_record::{BatchHeader, BatchIter, HEADER_LEN, TimestampType};
+use sluice_storage::VolumeKind;
 
 use crate::view::{PartitionView, SegmentView};
 use crate::{LogError, VolumeSet};
@@ -179,9 +180,15 @@ async fn read_range(
     end: u64,
 ) -> Result<Bytes, LogError> {
     let volume = volumes.get(&segment.meta.volume)?;
-    Ok(volume
-        .read_segment(&segment.path, &segment.meta.layout, start..end)
-        .await?)
+    let read = |range: std::ops::Range<u64>| {
+        volume.read_segment(&segment.path, &segment.meta.layout, range)
+    };
+    match volumes.block_cache() {
+        Some(cache) if volume.kind() != VolumeKind::Local => Ok(cache
+            .read(&segment.cache_id, segment.meta.len(), start..end, read)
+            .await?),
+        _ => Ok(read(start..end).await?),
+    }
 }
 
 /// Reads the one whole batch that starts at `position`.

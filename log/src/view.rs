@@ -31,6 +31,9 @@ pub struct SegmentView {
     pub meta: SegmentMeta,
     /// Path of the segment's data on its volume.
     pub path: String,
+    /// Identity of the segment's bytes for the readers' block cache: the
+    /// topic id and the path (a re-created topic reuses paths, not ids).
+    pub cache_id: Arc<str>,
     index: Arc<OnceCell<Arc<SparseIndex>>>,
 }
 
@@ -68,9 +71,10 @@ impl PartitionView {
                     Some(old) => SegmentView {
                         meta: meta.clone(),
                         path: old.path.clone(),
+                        cache_id: Arc::clone(&old.cache_id),
                         index: Arc::clone(&old.index),
                     },
-                    None => SegmentView::new(&key, meta.clone()),
+                    None => SegmentView::new(&key, &checkpoint.topic_id, meta.clone()),
                 }
             })
             .collect();
@@ -103,14 +107,16 @@ impl PartitionView {
 }
 
 impl SegmentView {
-    pub fn new(key: &PartitionKey, meta: SegmentMeta) -> Self {
+    pub fn new(key: &PartitionKey, topic_id: &str, meta: SegmentMeta) -> Self {
         let index = if meta.sealed {
             OnceCell::new()
         } else {
             OnceCell::new_with(Some(Arc::new(SparseIndex::new(meta.index.clone()))))
         };
+        let path = paths::segment(key, &meta.name);
         Self {
-            path: paths::segment(key, &meta.name),
+            cache_id: Arc::from(format!("{topic_id}:{path}")),
+            path,
             meta,
             index: Arc::new(index),
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sluice_storage::{StorageError, Volume, VolumeKind, VolumeOptions};
 
-use crate::LogError;
+use crate::{BlockCache, LogError};
 
 /// The volumes of a node. The first is the home volume: checkpoints live there.
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub struct VolumeSet {
     volumes: Vec<Arc<dyn Volume>>,
     /// Volume URL → until when it is considered unhealthy.
     unhealthy: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Readers' cache of segment blocks on remote volumes, if any.
+    cache: Option<Arc<BlockCache>>,
 }
 
 impl VolumeSet {
@@ -35,6 +37,18 @@ impl VolumeSet {
         Ok(Self::new(volumes))
     }
 
+    /// Caches up to `bytes` of segment blocks read from object stores and
+    /// HDFS (local directories have the page cache); 0 disables it.
+    pub fn with_block_cache(mut self, bytes: u64) -> Self {
+        self.cache = (bytes > 0).then(|| Arc::new(BlockCache::new(bytes)));
+        self
+    }
+
+    /// The block cache, if reads are cached.
+    pub fn block_cache(&self) -> Option<&Arc<BlockCache>> {
+        self.cache.as_ref()
+    }
+
     /// Whether any volume is an object store, where every write is a billed
     /// request and fewer, larger flushes pay.
     pub fn has_object_store(&self) -> bool {
@@ -50,6 +64,7 @@ impl VolumeSet {
         Self {
             volumes,
             unhealthy: Arc::default(),
+            cache: None,
         }
     }
 

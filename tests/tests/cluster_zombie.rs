@@ -111,7 +111,9 @@ async fn zombie(storage: Option<Storage>) -> anyhow::Result<()> {
     // Buffer-acknowledged data waits for a long flush interval: the zombie
     // is paused holding data it has taken but not written.
     let flags = ["--flush-interval-ms", "60000"];
-    let mut cluster = Cluster::start_on(storage, 1, 2, 1, &flags)?;
+    // On shared storage, the three brokers of a small deployment.
+    let brokers = if storage.is_some() { 3 } else { 2 };
+    let mut cluster = Cluster::start_on(storage, 1, brokers, 1, &flags)?;
     let topic = "zombie";
     cluster.create_topic(topic, 1).await?;
     let acknowledged = Acknowledged::default();

@@ -26,6 +26,10 @@ pub struct Args {
     /// The cluster's shared storage volume URLs (repeatable), as the brokers have them.
     #[arg(long = "volume", env = "SLUICE_VOLUMES", value_delimiter = ',')]
     volumes: Vec<String>,
+    /// Bytes of segment blocks read from S3 or HDFS kept in memory for
+    /// consumers that read them again (0 disables; default 256 MiB).
+    #[arg(long, env = "SLUICE_BLOCK_CACHE_BYTES")]
+    block_cache_bytes: Option<u64>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -44,7 +48,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .or(file.grpc_addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7070)));
     let metadata = args.cluster.connect(&file).await?;
-    let volumes = file.open_volumes(&volumes).await?;
+    let volumes = file
+        .open_volumes_for_reads(&volumes, args.block_cache_bytes)
+        .await?;
     let listener = serve::bind(grpc_addr).await?;
     let addr = listener.local_addr()?;
     let cancel = CancellationToken::new();
