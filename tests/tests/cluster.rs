@@ -4,6 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use anyhow::Context;
+use sluice_proto::v1;
+use sluice_proto::v1::admin_client::AdminClient;
 use sluice_tests::cluster::Cluster;
 use sluice_tests::load::{Load, LoadOptions, produce_request};
 use sluice_tests::servers::Storage;
@@ -114,5 +117,36 @@ async fn kill9_under_load(storage: Option<Storage>) -> anyhow::Result<()> {
     cluster
         .check_exactly_once("events", partitions, &report.acknowledged)
         .await?;
+    check_volume_stats(&cluster).await
+}
+
+/// The storage request counts: the proxy that served the reads counted its
+/// GETs, the brokers their PUTs, and `cluster volumes` shows them.
+async fn check_volume_stats(cluster: &Cluster) -> anyhow::Result<()> {
+    let url = &cluster.storage.volumes[0];
+    // Proxy 1 served the reads of the exactly-once check.
+    let channel = sluice_tests::cluster::connect(&cluster.proxies[1].addr).await?;
+    let stats = AdminClient::new(channel)
+        .volume_stats(v1::VolumeStatsRequest {})
+        .await?
+        .into_inner();
+    let proxy = stats
+        .nodes
+        .iter()
+        .find(|n| n.node == "proxy")
+        .with_context(|| format!("no proxy entry in {stats:?}"))?;
+    assert_eq!(&proxy.volumes[0].url, url, "{stats:?}");
+    assert!(proxy.volumes[0].gets > 0, "the proxy read: {stats:?}");
+    assert_eq!(proxy.volumes[0].puts, 0, "proxies never write: {stats:?}");
+    let broker_puts: u64 = stats
+        .nodes
+        .iter()
+        .filter(|n| n.node.starts_with("broker"))
+        .flat_map(|n| &n.volumes)
+        .map(|v| v.puts)
+        .sum();
+    assert!(broker_puts > 0, "the live brokers wrote: {stats:?}");
+    let shown = cluster.cli(&["cluster", "volumes"]).await?;
+    assert!(shown.contains(url.as_str()), "{shown}");
     Ok(())
 }
