@@ -122,7 +122,7 @@ cluster addr = 127.0.0.1
 [client.rgw.a]
 keyring = $C/rgw.keyring
 rgw data = $C/rgw
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 EOF
   local -a conf=(-c "$C/ceph.conf")
   # Monitor commands time out rather than hang if the monitor never comes up.
