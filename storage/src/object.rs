@@ -26,7 +26,14 @@ pub struct ObjectStoreVolume {
     url: String,
     store: Arc<dyn ObjectStore>,
     counters: Arc<Counters>,
+    /// A merge holds its whole segment in memory: at most
+    /// [`CONCURRENT_MERGES`] of them run at once per volume, however many
+    /// partitions roll together.
+    merges: Arc<tokio::sync::Semaphore>,
 }
+
+/// Merges one volume runs at once (each holds one segment in memory).
+pub const CONCURRENT_MERGES: usize = 2;
 
 impl ObjectStoreVolume {
     /// Wraps `store` as the volume named `url`.
@@ -38,6 +45,7 @@ impl ObjectStoreVolume {
             url: url.into(),
             store,
             counters: Arc::default(),
+            merges: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_MERGES)),
         }
     }
 
@@ -205,7 +213,14 @@ impl Volume for ObjectStoreVolume {
         let location = self.location(path)?;
         let len = layout.len();
         // The whole segment is held in memory while it is uploaded: segments are
-        // bounded by the roll size, and a single PUT keeps the merge atomic.
+        // bounded by the roll size, merges per volume by the semaphore, and a
+        // single PUT keeps the merge atomic.
+        let _slot = self.merges.acquire().await.map_err(|_| StorageError::Io {
+            volume: self.url.clone(),
+            path: path.to_owned(),
+            op: "merge",
+            source: std::io::Error::other("the volume is closing"),
+        })?;
         let reads = lens
             .iter()
             .enumerate()
