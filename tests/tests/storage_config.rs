@@ -3,9 +3,8 @@
 //! start-up with one clear line naming the volume, not a hang and not a
 //! failure at the first write.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_tests::servers::{Storage, server};
 use sluice_tests::sluice_bin;
@@ -20,7 +19,7 @@ fn refused(storage: &Storage) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("sluice.toml");
     std::fs::write(&config, storage.config_toml())?;
-    let mut child = Command::new(sluice_bin())
+    let child = Command::new(sluice_bin())
         .arg("standalone")
         .arg("--data-dir")
         .arg(dir.path().join("data"))
@@ -30,29 +29,24 @@ fn refused(storage: &Storage) -> anyhow::Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > REFUSAL_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    let output = match receiver.recv_timeout(REFUSAL_DEADLINE) {
+        Ok(output) => output?,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             anyhow::bail!(
                 "standalone on {:?} neither started nor failed in time",
                 storage.volumes
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut stdout)?;
-    }
-    if let Some(mut err) = child.stderr.take() {
-        err.read_to_string(&mut stderr)?;
-    }
+    let status = output.status;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!status.success(), "standalone started: {stdout}");
     assert!(stdout.is_empty(), "nothing announced: {stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");
