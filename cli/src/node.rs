@@ -206,8 +206,12 @@ impl WriteArgs {
     }
 }
 
-/// Rules that involve more than one setting.
+/// Rules that involve more than one setting, and sane bounds.
 fn validate(broker: &BrokerConfig) -> anyhow::Result<()> {
+    let hour = Duration::from_secs(3600);
+    if broker.flush_interval > hour || broker.min_flush_interval.is_some_and(|d| d > hour) {
+        bail!("flush_interval_ms and min_flush_interval_ms must be at most 3600000 (an hour)");
+    }
     if broker.segment_bytes < 1024 {
         bail!(
             "segment_bytes {} is below the minimum of 1024",

@@ -94,9 +94,15 @@ impl BlockCache {
             let from = (first + run_start as u64) * BLOCK;
             let to = (first + index as u64) * BLOCK;
             let data = fetch(from..to).await?;
+            if data.len() as u64 != to - from {
+                // Storage answered short: nothing to cache; the direct read
+                // reports whatever is wrong.
+                return fetch(range).await;
+            }
             for (offset, slot) in blocks[run_start..index].iter_mut().enumerate() {
                 let begin = offset * BLOCK as usize;
-                let block = data.slice(begin..(begin + BLOCK as usize).min(data.len()));
+                // A copy: a slice would keep the whole run's buffer alive.
+                let block = Bytes::copy_from_slice(&data[begin..begin + BLOCK as usize]);
                 *slot = Some(block);
             }
             self.insert(id, first + run_start as u64, &blocks[run_start..index]);
@@ -292,6 +298,29 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(segment.take_fetched(), [BLOCK..2 * BLOCK]);
+    }
+
+    #[tokio::test]
+    async fn a_short_answer_is_not_cached_and_the_range_is_read_directly() {
+        let cache = BlockCache::new(8 * BLOCK);
+        let id: Arc<str> = Arc::from("a");
+        let calls = StdMutex::new(Vec::new());
+        let got = cache
+            .read(&id, 4 * BLOCK, 0..2 * BLOCK, |r: Range<u64>| {
+                calls.lock().expect("lock").push(r.clone());
+                async move { Ok::<_, String>(Segment::bytes(r.start..r.start + 10)) }
+            })
+            .await
+            .expect("read");
+        assert_eq!(got.len(), 10, "the direct read's answer is passed on");
+        assert_eq!(
+            calls.into_inner().expect("lock"),
+            [0..2 * BLOCK, 0..2 * BLOCK]
+        );
+        assert_eq!(cache.hits_and_misses(), (0, 2));
+        let segment = Segment::new(4 * BLOCK);
+        segment.read(&cache, &id, 0..BLOCK).await.expect("read");
+        assert_eq!(segment.take_fetched(), [0..BLOCK], "nothing was cached");
     }
 
     #[tokio::test]

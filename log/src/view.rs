@@ -62,11 +62,14 @@ impl PartitionView {
             .segments
             .iter()
             .map(|meta| {
-                let reused = previous.and_then(|p| {
-                    p.segments
-                        .iter()
-                        .find(|s| s.meta.sealed && meta.sealed && s.meta.name == meta.name)
-                });
+                // Same topic only: a re-created topic reuses segment names.
+                let reused = previous
+                    .filter(|p| p.topic_id == checkpoint.topic_id)
+                    .and_then(|p| {
+                        p.segments
+                            .iter()
+                            .find(|s| s.meta.sealed && meta.sealed && s.meta.name == meta.name)
+                    });
                 match reused {
                     Some(old) => SegmentView {
                         meta: meta.clone(),

@@ -86,21 +86,35 @@ pub(crate) async fn open(
         )));
     }
     let prefix = prefix.trim_end_matches('/');
-    let store: Arc<dyn ObjectStore> = match scheme {
-        "s3" | "s3a" => Arc::new(build_s3(bucket, options).map_err(bad_url)?),
-        "gs" => Arc::new(build_gcs(bucket, options).map_err(bad_url)?),
-        _ => Arc::new(build_azure(bucket, options).map_err(bad_url)?),
-    };
-    let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-        store
+    let location = if prefix.is_empty() {
+        None
     } else {
-        let location = Path::parse(prefix)
-            .map_err(|error| bad_url(format!("bad prefix `{prefix}`: {error}")))?;
-        Arc::new(PrefixStore::new(store, location))
+        Some(
+            Path::parse(prefix)
+                .map_err(|error| bad_url(format!("bad prefix `{prefix}`: {error}")))?,
+        )
     };
+    let build = |timeout: Option<&str>| -> Result<Arc<dyn ObjectStore>> {
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "s3" | "s3a" => Arc::new(build_s3(bucket, options, timeout).map_err(bad_url)?),
+            "gs" => Arc::new(build_gcs(bucket, options, timeout).map_err(bad_url)?),
+            _ => Arc::new(build_azure(bucket, options, timeout).map_err(bad_url)?),
+        };
+        Ok(match &location {
+            None => store,
+            Some(location) => Arc::new(PrefixStore::new(store, location.clone())),
+        })
+    };
+    let store = build(None)?;
     probe(url, bucket, &store).await?;
-    Ok(ObjectStoreVolume::new(url, store))
+    // Merges move whole segments in one request: a client whose per-request
+    // timeout fits hundreds of megabytes on a slow link.
+    let bulk = build(Some(BULK_TIMEOUT))?;
+    Ok(ObjectStoreVolume::new(url, store).with_bulk_store(bulk))
 }
+
+/// Per-request timeout of the client that merges segments.
+const BULK_TIMEOUT: &str = "600s";
 
 /// Applies `options` to a builder through its `with_config`, refusing unknown keys.
 fn configure<B, K: FromStr<Err = object_store::Error>>(
@@ -120,14 +134,18 @@ fn configure<B, K: FromStr<Err = object_store::Error>>(
 fn build_s3(
     bucket: &str,
     options: &VolumeOptions,
+    timeout: Option<&str>,
 ) -> std::result::Result<impl ObjectStore, String> {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     for (key, value) in client_defaults("AWS") {
         builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
     }
-    let builder = configure(builder, options, |b, k: AmazonS3ConfigKey, v| {
+    let mut builder = configure(builder, options, |b, k: AmazonS3ConfigKey, v| {
         b.with_config(k, v)
     })?;
+    if let Some(timeout) = timeout {
+        builder = builder.with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), timeout);
+    }
     builder
         .with_retry(retry_config())
         .build()
@@ -137,14 +155,18 @@ fn build_s3(
 fn build_gcs(
     bucket: &str,
     options: &VolumeOptions,
+    timeout: Option<&str>,
 ) -> std::result::Result<impl ObjectStore, String> {
     let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
     for (key, value) in client_defaults("GOOGLE") {
         builder = builder.with_config(GoogleConfigKey::Client(key), value);
     }
-    let builder = configure(builder, options, |b, k: GoogleConfigKey, v| {
+    let mut builder = configure(builder, options, |b, k: GoogleConfigKey, v| {
         b.with_config(k, v)
     })?;
+    if let Some(timeout) = timeout {
+        builder = builder.with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), timeout);
+    }
     builder
         .with_retry(retry_config())
         .build()
@@ -154,14 +176,18 @@ fn build_gcs(
 fn build_azure(
     container: &str,
     options: &VolumeOptions,
+    timeout: Option<&str>,
 ) -> std::result::Result<impl ObjectStore, String> {
     let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
     for (key, value) in client_defaults("AZURE") {
         builder = builder.with_config(AzureConfigKey::Client(key), value);
     }
-    let builder = configure(builder, options, |b, k: AzureConfigKey, v| {
+    let mut builder = configure(builder, options, |b, k: AzureConfigKey, v| {
         b.with_config(k, v)
     })?;
+    if let Some(timeout) = timeout {
+        builder = builder.with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), timeout);
+    }
     builder
         .with_retry(retry_config())
         .build()

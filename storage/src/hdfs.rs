@@ -34,6 +34,10 @@ use crate::volume::{SegmentWriter, Volume};
 /// Deadline of one HDFS call (a NameNode RPC, or one append with its `hsync`).
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// HDFS block size of segment files. Appends `hsync` each block as it
+/// fills, since HDFS closes a full block without syncing it.
+const SEGMENT_BLOCK: u64 = 128 << 20;
+
 /// Deadline for the first contact with the NameNode when the volume is opened.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,23 +80,24 @@ impl HdfsVolume {
         let root = format!("/{}", path.trim_end_matches('/'));
         let root = if root == "/" { String::new() } else { root };
         // A closed port can make the client wait a long time: check that
-        // something listens before handing the address to it.
-        let address = if authority.contains(':') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:8020")
-        };
-        match tokio::time::timeout(OPEN_TIMEOUT, tokio::net::TcpStream::connect(&address)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => {
-                return Err(bad_url(format!(
-                    "cannot reach the NameNode at {address}: {error}"
-                )));
-            }
-            Err(_) => {
-                return Err(bad_url(format!(
-                    "the NameNode at {address} did not accept a connection within {OPEN_TIMEOUT:?}"
-                )));
+        // something listens before handing the address to it. Without a
+        // port the authority may be a logical name service (HA NameNodes
+        // from HADOOP_CONF_DIR): then only the bounded `mkdirs` below checks.
+        let address = authority.to_owned();
+        if authority.contains(':') {
+            match tokio::time::timeout(OPEN_TIMEOUT, tokio::net::TcpStream::connect(&address)).await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    return Err(bad_url(format!(
+                        "cannot reach the NameNode at {address}: {error}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(bad_url(format!(
+                        "the NameNode at {address} did not accept a connection within {OPEN_TIMEOUT:?}"
+                    )));
+                }
             }
         }
         let mut builder = ClientBuilder::new().with_url(format!("hdfs://{authority}"));
@@ -173,8 +178,18 @@ impl HdfsVolume {
         }
         let len = (range.end - range.start) as usize;
         self.counters.get(len as u64);
-        self.call(key, "read", reader.read_range(range.start as usize, len))
-            .await
+        let data = self
+            .call(key, "read", reader.read_range(range.start as usize, len))
+            .await?;
+        if data.len() == len {
+            Ok(data)
+        } else {
+            Err(StorageError::Corrupt {
+                volume: self.url.clone(),
+                path: key.to_owned(),
+                reason: format!("read {} bytes of {len} at {}", data.len(), range.start),
+            })
+        }
     }
 }
 
@@ -218,12 +233,9 @@ impl Volume for HdfsVolume {
         let file = self.file_path(path)?;
         self.counters.put(0);
         // Without overwrite: the NameNode refuses the name if anything is there.
+        let options = WriteOptions::default().block_size(SEGMENT_BLOCK);
         let writer = self
-            .call(
-                path,
-                "create segment",
-                self.client.create(&file, WriteOptions::default()),
-            )
+            .call(path, "create segment", self.client.create(&file, options))
             .await?;
         Ok(Box::new(HdfsSegmentWriter {
             volume: self.url.clone(),
@@ -306,6 +318,9 @@ impl Volume for HdfsVolume {
                 .create(&staging, WriteOptions::default())
                 .await?;
             writer.write_bytes(data).await?;
+            // Durable on the DataNodes' disks: close alone does not sync
+            // unless the cluster sets dfs.datanode.synconclose.
+            writer.hsync().await?;
             writer.close().await?;
             // rename2 without overwrite: atomic, and refused if `path` exists.
             self.client.rename(&staging, &file, false).await
@@ -427,12 +442,27 @@ impl SegmentWriter for HdfsSegmentWriter {
         self.failed = true;
         self.counters.put(added);
         let writer = &mut self.writer;
+        let mut end = self.len;
         let write = async move {
-            for buf in data {
-                writer.write_bytes(buf).await?;
+            for mut buf in data {
+                while !buf.is_empty() {
+                    // A block that fills up is closed when the next one
+                    // starts, and closing does not sync: sync it while full.
+                    let room = SEGMENT_BLOCK - end % SEGMENT_BLOCK;
+                    let piece = buf.split_to(room.min(buf.len() as u64) as usize);
+                    end += piece.len() as u64;
+                    writer.write_bytes(piece).await?;
+                    if end % SEGMENT_BLOCK == 0 {
+                        writer.hsync().await?;
+                    }
+                }
             }
             // Durable on the DataNodes and visible to new readers.
-            writer.hsync().await
+            if end % SEGMENT_BLOCK == 0 {
+                Ok(())
+            } else {
+                writer.hsync().await
+            }
         };
         deadline(&self.volume, &self.path, "append", write).await?;
         self.failed = false;

@@ -30,6 +30,9 @@ pub struct ObjectStoreVolume {
     /// [`CONCURRENT_MERGES`] of them run at once per volume, however many
     /// partitions roll together.
     merges: Arc<tokio::sync::Semaphore>,
+    /// The client merges use (one with a long per-request timeout), if
+    /// different from `store`.
+    bulk: Option<Arc<dyn ObjectStore>>,
 }
 
 /// Merges one volume runs at once (each holds one segment in memory).
@@ -46,7 +49,20 @@ impl ObjectStoreVolume {
             store,
             counters: Arc::default(),
             merges: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_MERGES)),
+            bulk: None,
         }
+    }
+
+    /// Uses `store` — the same bucket and prefix through another client, such
+    /// as one with a longer timeout — for merges, which move whole segments.
+    pub fn with_bulk_store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.bulk = Some(store);
+        self
+    }
+
+    /// The client for merges.
+    fn bulk(&self) -> &Arc<dyn ObjectStore> {
+        self.bulk.as_ref().unwrap_or(&self.store)
     }
 
     /// The object location of `key`, after checking it against the key rules.
@@ -228,7 +244,7 @@ impl Volume for ObjectStoreVolume {
         let chunks = futures::future::try_join_all(reads).await?;
         self.counters.put(len);
         let put = self
-            .store
+            .bulk()
             .put_opts(
                 &location,
                 PutPayload::from_iter(chunks),

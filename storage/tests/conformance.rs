@@ -429,3 +429,71 @@ async fn hdfs_volume() {
     let url = format!("{namenode}/{}", unique("conformance"));
     conformance(&url, &VolumeOptions::new()).await;
 }
+
+/// Bytes `start..start + len` of a segment whose byte at position p is p mod 251.
+fn pattern(start: u64, len: u64) -> Bytes {
+    (start..start + len)
+        .map(|p| (p % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// HDFS closes a full block without syncing it, so appends sync each block
+/// as it fills: appends that end inside, across and exactly on 128 MiB
+/// block boundaries all read back, around every boundary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hdfs_segment_appends_across_block_boundaries() {
+    let Some(namenode) = server("SLUICE_TEST_HDFS") else {
+        return;
+    };
+    let url = format!("{namenode}/{}", unique("blocks"));
+    let volume = open_volume_with(&url, &VolumeOptions::new())
+        .await
+        .expect("open");
+    const MIB: u64 = 1 << 20;
+    let block = 128 * MIB;
+    let mut writer = volume.create_segment(SEGMENT).await.expect("create");
+    // 100 MiB; then 20 + 80 MiB (the first block ends inside the second
+    // buffer); then exactly up to the end of the second block; then 10 bytes.
+    let appends: [&[u64]; 4] = [
+        &[100 * MIB],
+        &[20 * MIB, 80 * MIB],
+        &[2 * block - 200 * MIB],
+        &[10],
+    ];
+    let mut end = 0;
+    for lens in appends {
+        let mut data = Vec::new();
+        for len in lens {
+            data.push(pattern(end, *len));
+            end += len;
+        }
+        let layout = writer.append(data).await.expect("append");
+        assert_eq!(layout.len(), end);
+    }
+    let check = |layout: SegmentLayout| {
+        let volume = Arc::clone(&volume);
+        async move {
+            for range in [
+                0..16,
+                100 * MIB - 5..100 * MIB + 5,
+                block - 10..block + 10,
+                2 * block - 16..2 * block + 10,
+            ] {
+                let got = volume
+                    .read_segment(SEGMENT, &layout, range.clone())
+                    .await
+                    .unwrap_or_else(|error| panic!("read {range:?}: {error}"));
+                assert!(
+                    got == pattern(range.start, range.end - range.start),
+                    "bytes {range:?} differ"
+                );
+            }
+        }
+    };
+    check(writer.layout()).await;
+    let sealed = writer.seal().await.expect("seal");
+    assert_eq!(sealed.len(), 2 * block + 10);
+    check(sealed).await;
+    volume.delete_prefix("orders").await.expect("delete");
+}
