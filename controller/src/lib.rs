@@ -5,6 +5,7 @@
 //! Standalone runs it in-process with one broker; cluster mode (etcd, leader
 //! election, rebalancing) builds on the same [`TopicAdmin`].
 
+pub mod assign;
 mod error;
 pub mod leader;
 mod ops;
