@@ -131,25 +131,34 @@ fn configure<B, K: FromStr<Err = object_store::Error>>(
     Ok(builder)
 }
 
+/// Builds one cloud's store: the environment (`{ENV}_*`), then
+/// [`CLIENT_DEFAULTS`] the environment leaves unset, then the volume's
+/// options, then the `timeout` override (for the merge client), then
+/// [`retry_config`]. The three clouds' builders share no trait, hence a macro.
+macro_rules! build_store {
+    ($builder:expr, $key:ty, $env:literal, $options:expr, $timeout:expr) => {{
+        let mut builder = $builder;
+        for (key, value) in client_defaults($env) {
+            builder = builder.with_config(<$key>::Client(key), value);
+        }
+        let mut builder = configure(builder, $options, |b, k: $key, v| b.with_config(k, v))?;
+        if let Some(timeout) = $timeout {
+            builder = builder.with_config(<$key>::Client(ClientConfigKey::Timeout), timeout);
+        }
+        builder
+            .with_retry(retry_config())
+            .build()
+            .map_err(|error| error.to_string())
+    }};
+}
+
 fn build_s3(
     bucket: &str,
     options: &VolumeOptions,
     timeout: Option<&str>,
 ) -> std::result::Result<impl ObjectStore, String> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    for (key, value) in client_defaults("AWS") {
-        builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
-    }
-    let mut builder = configure(builder, options, |b, k: AmazonS3ConfigKey, v| {
-        b.with_config(k, v)
-    })?;
-    if let Some(timeout) = timeout {
-        builder = builder.with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), timeout);
-    }
-    builder
-        .with_retry(retry_config())
-        .build()
-        .map_err(|error| error.to_string())
+    let builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    build_store!(builder, AmazonS3ConfigKey, "AWS", options, timeout)
 }
 
 fn build_gcs(
@@ -157,20 +166,8 @@ fn build_gcs(
     options: &VolumeOptions,
     timeout: Option<&str>,
 ) -> std::result::Result<impl ObjectStore, String> {
-    let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-    for (key, value) in client_defaults("GOOGLE") {
-        builder = builder.with_config(GoogleConfigKey::Client(key), value);
-    }
-    let mut builder = configure(builder, options, |b, k: GoogleConfigKey, v| {
-        b.with_config(k, v)
-    })?;
-    if let Some(timeout) = timeout {
-        builder = builder.with_config(GoogleConfigKey::Client(ClientConfigKey::Timeout), timeout);
-    }
-    builder
-        .with_retry(retry_config())
-        .build()
-        .map_err(|error| error.to_string())
+    let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+    build_store!(builder, GoogleConfigKey, "GOOGLE", options, timeout)
 }
 
 fn build_azure(
@@ -178,20 +175,8 @@ fn build_azure(
     options: &VolumeOptions,
     timeout: Option<&str>,
 ) -> std::result::Result<impl ObjectStore, String> {
-    let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
-    for (key, value) in client_defaults("AZURE") {
-        builder = builder.with_config(AzureConfigKey::Client(key), value);
-    }
-    let mut builder = configure(builder, options, |b, k: AzureConfigKey, v| {
-        b.with_config(k, v)
-    })?;
-    if let Some(timeout) = timeout {
-        builder = builder.with_config(AzureConfigKey::Client(ClientConfigKey::Timeout), timeout);
-    }
-    builder
-        .with_retry(retry_config())
-        .build()
-        .map_err(|error| error.to_string())
+    let builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
+    build_store!(builder, AzureConfigKey, "AZURE", options, timeout)
 }
 
 /// One LIST request (at most one key) under the volume's prefix: proves the

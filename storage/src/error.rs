@@ -244,6 +244,17 @@ impl StorageError {
         }
     }
 
+    /// An append to a segment writer whose earlier append failed (or was
+    /// cancelled): the segment must be abandoned at its last checkpoint.
+    pub(crate) fn abandoned(volume: &str, path: &str) -> Self {
+        Self::Io {
+            volume: volume.to_owned(),
+            path: path.to_owned(),
+            op: "append",
+            source: io::Error::other("an earlier append failed; the segment must be abandoned"),
+        }
+    }
+
     /// A key that breaks the key rules (see `keys.rs`).
     pub(crate) fn bad_key(volume: &str, path: &str, reason: &str) -> Self {
         Self::Io {

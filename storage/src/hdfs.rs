@@ -26,8 +26,9 @@ use hdfs_native::file::FileWriter;
 use hdfs_native::{Client, ClientBuilder, HdfsError, WriteOptions};
 
 use crate::error::{Result, StorageError};
-use crate::keys::{TEMP_PREFIX, check_key, check_prefix, chunk_key, is_under};
+use crate::keys::{TEMP_PREFIX, check_key, check_prefix, is_under};
 use crate::layout::{SegmentLayout, concat, plan_read};
+use crate::rewrite::{delete_chunks_one_by_one, merge_by_rewrite};
 use crate::stats::{Counters, VolumeKind, VolumeStats};
 use crate::volume::{SegmentWriter, Volume};
 
@@ -262,46 +263,21 @@ impl Volume for HdfsVolume {
     }
 
     async fn merge_segment(&self, path: &str, layout: &SegmentLayout) -> Result<SegmentLayout> {
-        let SegmentLayout::Chunks { .. } = layout else {
-            return Ok(layout.clone());
-        };
         // This volume never writes chunks; a chunked layout handed to it is
-        // merged the way the local volume does it.
-        let len = layout.len();
-        let data = self.read_segment(path, layout, 0..len).await?;
-        match self.put_if_absent(path, data).await {
-            Ok(()) => Ok(SegmentLayout::Object { len }),
-            Err(StorageError::AlreadyExists { .. }) => {
-                let file = self.file_path(path)?;
-                self.counters.head();
-                let status = self
-                    .call(path, "stat merged", self.client.get_file_info(&file))
-                    .await?;
-                if status.length as u64 == len {
-                    Ok(SegmentLayout::Object { len })
-                } else {
-                    Err(StorageError::Corrupt {
-                        volume: self.url.clone(),
-                        path: path.to_owned(),
-                        reason: format!(
-                            "merged segment has {} bytes, its chunks {len}",
-                            status.length
-                        ),
-                    })
-                }
-            }
-            Err(error) => Err(error),
-        }
+        // rewritten as one file.
+        let merged_len = async {
+            let file = self.file_path(path)?;
+            self.counters.head();
+            let status = self
+                .call(path, "stat merged", self.client.get_file_info(&file))
+                .await?;
+            Ok(status.length as u64)
+        };
+        merge_by_rewrite(self, path, layout, merged_len).await
     }
 
     async fn delete_chunks(&self, path: &str, layout: &SegmentLayout) -> Result<()> {
-        let SegmentLayout::Chunks { lens } = layout else {
-            return Ok(());
-        };
-        for index in 0..lens.len() {
-            self.delete(&chunk_key(path, index)).await?;
-        }
-        Ok(())
+        delete_chunks_one_by_one(self, path, layout).await
     }
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
@@ -426,14 +402,7 @@ impl std::fmt::Debug for HdfsSegmentWriter {
 impl SegmentWriter for HdfsSegmentWriter {
     async fn append(&mut self, data: Vec<Bytes>) -> Result<SegmentLayout> {
         if self.failed {
-            return Err(StorageError::Io {
-                volume: self.volume.clone(),
-                path: self.path.clone(),
-                op: "append",
-                source: std::io::Error::other(
-                    "an earlier append failed; the segment must be abandoned",
-                ),
-            });
+            return Err(StorageError::abandoned(&self.volume, &self.path));
         }
         let added: u64 = data.iter().map(|buf| buf.len() as u64).sum();
         if added == 0 {

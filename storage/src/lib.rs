@@ -33,6 +33,7 @@ mod layout;
 mod local;
 mod object;
 mod open;
+mod rewrite;
 mod stats;
 mod volume;
 

@@ -364,14 +364,7 @@ struct ObjectSegmentWriter {
 impl SegmentWriter for ObjectSegmentWriter {
     async fn append(&mut self, data: Vec<Bytes>) -> Result<SegmentLayout> {
         if self.failed {
-            return Err(StorageError::Io {
-                volume: self.volume.clone(),
-                path: self.path.clone(),
-                op: "append",
-                source: std::io::Error::other(
-                    "an earlier append failed; the segment must be abandoned",
-                ),
-            });
+            return Err(StorageError::abandoned(&self.volume, &self.path));
         }
         let added: u64 = data.iter().map(|buf| buf.len() as u64).sum();
         if added == 0 {

@@ -20,8 +20,9 @@ use self::files::{
     at, blocking, create_parent_dirs, put_file_if_absent, read_piece, sync_dir, walk,
 };
 use crate::error::{Result, StorageError};
-use crate::keys::{check_key, check_prefix, chunk_key};
+use crate::keys::{check_key, check_prefix};
 use crate::layout::{SegmentLayout, concat, plan_read};
+use crate::rewrite::{delete_chunks_one_by_one, merge_by_rewrite};
 use crate::stats::{Counters, VolumeKind, VolumeStats};
 use crate::volume::{SegmentWriter, Volume};
 
@@ -163,45 +164,22 @@ impl Volume for LocalVolume {
     }
 
     async fn merge_segment(&self, path: &str, layout: &SegmentLayout) -> Result<SegmentLayout> {
-        let SegmentLayout::Chunks { .. } = layout else {
-            return Ok(layout.clone());
-        };
         // This volume never writes chunks, but one handed a chunked layout
-        // (copied in from an object store) merges it the same way.
-        let len = layout.len();
-        let data = self.read_segment(path, layout, 0..len).await?;
-        match self.put_if_absent(path, data).await {
-            Ok(()) => Ok(SegmentLayout::Object { len }),
-            Err(StorageError::AlreadyExists { .. }) => {
-                let file_path = self.file_path(path)?;
-                let existing = blocking(&self.url, path, move || {
-                    fs::metadata(&file_path)
-                        .map(|meta| meta.len())
-                        .map_err(at("stat merged segment"))
-                })
-                .await?;
-                if existing == len {
-                    Ok(SegmentLayout::Object { len })
-                } else {
-                    Err(StorageError::Corrupt {
-                        volume: self.url.clone(),
-                        path: path.to_owned(),
-                        reason: format!("merged segment has {existing} bytes, its chunks {len}"),
-                    })
-                }
-            }
-            Err(error) => Err(error),
-        }
+        // (copied in from an object store) rewrites it as one file.
+        let merged_len = async {
+            let file_path = self.file_path(path)?;
+            blocking(&self.url, path, move || {
+                fs::metadata(&file_path)
+                    .map(|meta| meta.len())
+                    .map_err(at("stat merged segment"))
+            })
+            .await
+        };
+        merge_by_rewrite(self, path, layout, merged_len).await
     }
 
     async fn delete_chunks(&self, path: &str, layout: &SegmentLayout) -> Result<()> {
-        let SegmentLayout::Chunks { lens } = layout else {
-            return Ok(());
-        };
-        for index in 0..lens.len() {
-            self.delete(&chunk_key(path, index)).await?;
-        }
-        Ok(())
+        delete_chunks_one_by_one(self, path, layout).await
     }
 
     async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<()> {
@@ -291,12 +269,7 @@ struct LocalSegmentWriter {
 impl SegmentWriter for LocalSegmentWriter {
     async fn append(&mut self, data: Vec<Bytes>) -> Result<SegmentLayout> {
         if self.failed {
-            return Err(StorageError::Io {
-                volume: self.volume.clone(),
-                path: self.path.clone(),
-                op: "append",
-                source: io::Error::other("an earlier append failed; the segment must be abandoned"),
-            });
+            return Err(StorageError::abandoned(&self.volume, &self.path));
         }
         let added: u64 = data.iter().map(|buf| buf.len() as u64).sum();
         if added == 0 {

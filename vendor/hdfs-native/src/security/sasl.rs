@@ -99,7 +99,12 @@ pub(crate) async fn negotiate_sasl_session(
         let mut response: Option<RpcSaslProto> = None;
         let message = reader.read_response().await?;
         debug!("Handling SASL message: {:?}", message);
-        match SaslState::try_from(message.state).unwrap() {
+        // Sluice patch: an unknown or unexpected SASL state from the server
+        // is an error, not a panic.
+        let state = SaslState::try_from(message.state).map_err(|_| {
+            HdfsError::SASLError(format!("unknown SASL state {} from the server", message.state))
+        })?;
+        match state {
             SaslState::Negotiate => {
                 let (mut selected_auth, selected_session) = select_method(
                     &message.auths,
@@ -158,7 +163,11 @@ pub(crate) async fn negotiate_sasl_session(
                 }
                 done = true;
             }
-            _ => todo!(),
+            other => {
+                return Err(HdfsError::SASLError(format!(
+                    "unexpected SASL state {other:?} from the server"
+                )));
+            }
         }
 
         if let Some(r) = response {
@@ -285,7 +294,10 @@ impl SaslReader {
                 if !self.buffer.has_remaining() {
                     let response = self.read_response().await?;
                     if response.state() != SaslState::Wrap {
-                        todo!();
+                        return Err(HdfsError::SASLError(format!(
+                            "expected a SASL WRAP message, got {:?}",
+                            response.state()
+                        )));
                     }
 
                     let decoded = session.lock().unwrap().decode(response.token())?;
@@ -360,7 +372,7 @@ impl SaslWriter {
                 .lock()
                 .unwrap()
                 .encode(buf)
-                .unwrap_or_else(|_| todo!());
+                .map_err(|e| io::Error::other(format!("SASL encode failed: {e}")))?;
 
             rpc_sasl.token = Some(encoded);
 
