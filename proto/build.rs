@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/sluice/v1/sluice.proto",
         "proto/sluice/v1/admin.proto",
         "proto/sluice/v1/broker.proto",
+        "proto/sluice/v1/groups.proto",
     ];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
