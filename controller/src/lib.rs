@@ -6,6 +6,7 @@
 //! election, rebalancing) builds on the same [`TopicAdmin`].
 
 pub mod assign;
+pub mod coordinator;
 mod error;
 pub mod leader;
 mod ops;

@@ -1,0 +1,708 @@
+//! The group coordinator (DESIGN.md, "Consumer groups"): membership and
+//! rebalances of consumer groups ([`group`], no I/O) and their committed
+//! offsets, kept in the metadata store:
+//!
+//! ```text
+//! /sluice/groups/<group>/state                         the group after its last generation (JSON)
+//! /sluice/groups/<group>/offsets/<topic>/<partition>   a committed offset (JSON)
+//! ```
+//!
+//! One coordinator serves a cluster at a time: in the controller process
+//! by default, elected apart from the controller's own leadership (its
+//! election is [`ELECTION`]), so `sluice coordinator` can run it alone.
+//! Every write is a transaction conditional on the coordinator's election
+//! key: a coordinator that lost its lease cannot write over its successor.
+//! A new coordinator loads each group from the store when it is first
+//! asked about it, so members keep their ids, generation and partitions
+//! across a failover and simply go on heartbeating.
+//!
+//! The same [`Group`] machine serves gRPC members (`sluice`, the
+//! coordinator assigns) and Kafka's JoinGroup/SyncGroup (the leader assigns).
+
+mod error;
+pub mod group;
+mod service;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sluice_metadata::records::{self, TopicRecord};
+use sluice_metadata::{Compare, MetadataStore, Op, WatchEvent, keys};
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use error::GroupError;
+pub use group::{Group, GroupState, JoinRequest, JoinResult, Protocol, SLUICE_PROTOCOL};
+pub use service::{CoordinatorSlot, GroupsService};
+
+/// The election coordinators campaign in.
+pub const ELECTION: &str = "/sluice/coordinator/leader";
+
+/// How often sessions and rebalance deadlines are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Most operations in one metadata transaction (etcd allows 128).
+const TXN_OPS: usize = 64;
+
+/// Prefix of every group's keys.
+pub fn groups_prefix() -> String {
+    format!("{}/groups/", keys::ROOT)
+}
+
+fn group_prefix(group: &str) -> String {
+    format!("{}/groups/{group}/", keys::ROOT)
+}
+
+fn state_key(group: &str) -> String {
+    format!("{}/groups/{group}/state", keys::ROOT)
+}
+
+fn offset_key(group: &str, topic: &str, partition: u32) -> String {
+    format!("{}/groups/{group}/offsets/{topic}/{partition}", keys::ROOT)
+}
+
+/// Splits a key under [`groups_prefix`] into the group and the rest.
+fn parse_group_key(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix(keys::ROOT)?
+        .strip_prefix("/groups/")?
+        .split_once('/')
+}
+
+/// A committed offset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub offset: i64,
+    #[serde(default)]
+    pub metadata: String,
+    pub commit_time_ms: i64,
+}
+
+/// Group ids follow the topic name rules (they become metadata keys).
+pub fn validate_group_id(group: &str) -> Result<(), GroupError> {
+    crate::validate_topic_name(group).map_err(|e| match e {
+        crate::AdminError::InvalidTopicName { reason, .. } => GroupError::InvalidGroupId {
+            group: group.to_owned(),
+            reason,
+        },
+        _ => GroupError::InvalidGroupId {
+            group: group.to_owned(),
+            reason: "invalid",
+        },
+    })
+}
+
+/// A group in memory: membership, committed offsets, and a signal for
+/// long-polling heartbeats.
+#[derive(Debug)]
+struct Entry {
+    group: Group,
+    offsets: BTreeMap<(String, u32), Committed>,
+    rebalances: watch::Sender<u64>,
+}
+
+impl Entry {
+    fn new(group: Group) -> Self {
+        let rebalances = watch::Sender::new(group.rebalances());
+        Self {
+            group,
+            offsets: BTreeMap::new(),
+            rebalances,
+        }
+    }
+
+    /// Never joined, nothing committed: a group only asked about.
+    fn is_blank(&self) -> bool {
+        self.group.generation() == 0 && self.group.is_empty() && self.offsets.is_empty()
+    }
+
+    /// Wakes heartbeats if a rebalance started; the snapshot to save if
+    /// the group changed.
+    fn after_change(&mut self) -> Option<Vec<u8>> {
+        let n = self.group.rebalances();
+        self.rebalances.send_if_modified(|old| {
+            let changed = *old != n;
+            *old = n;
+            changed
+        });
+        self.group
+            .take_dirty()
+            .then(|| serde_json::to_vec(&self.group.snapshot()).unwrap_or_default())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    groups: HashMap<String, Entry>,
+    /// Partition counts of every topic.
+    topics: BTreeMap<String, u32>,
+    /// Snapshots taken, per group, so an older one never overwrites a newer.
+    snapshot_seq: u64,
+    saved_seq: HashMap<String, u64>,
+}
+
+/// The coordinator of every group of a cluster (or of a standalone
+/// process), while this process holds [`ELECTION`].
+#[derive(Debug)]
+pub struct Coordinator {
+    metadata: Arc<dyn MetadataStore>,
+    /// The election key (and its version) every write is conditional on;
+    /// `None` in standalone, where nobody else coordinates.
+    fence: Option<(String, u64)>,
+    inner: Mutex<Inner>,
+    /// Serializes snapshot writes.
+    saving: tokio::sync::Mutex<()>,
+    cancel: CancellationToken,
+}
+
+impl Coordinator {
+    /// Starts coordinating: follows the topics, expires sessions, until `cancel`.
+    pub async fn start(
+        metadata: Arc<dyn MetadataStore>,
+        fence: Option<(String, u64)>,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>, GroupError> {
+        let watch = metadata.watch(&keys::topics_prefix()).await?;
+        let coordinator = Arc::new(Self {
+            metadata,
+            fence,
+            inner: Mutex::default(),
+            saving: tokio::sync::Mutex::new(()),
+            cancel,
+        });
+        {
+            let mut inner = coordinator.lock();
+            for (key, value) in watch.initial {
+                if let Some(topic) = keys::parse_topic(&key)
+                    && let Ok(record) =
+                        records::decode::<TopicRecord>(&key, "a topic", &value.value)
+                {
+                    inner.topics.insert(topic.to_owned(), record.partitions);
+                }
+            }
+        }
+        let follower = Arc::clone(&coordinator);
+        let mut events = watch.events;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = follower.cancel.cancelled() => break,
+                    _ = tick.tick() => follower.tick().await,
+                    event = events.recv() => match event {
+                        Some(event) => follower.topic_changed(event).await,
+                        None => {
+                            tracing::error!("the topic watch ended; the coordinator stops");
+                            follower.cancel.cancel();
+                            break;
+                        }
+                    },
+                }
+            }
+        });
+        Ok(coordinator)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Never held across an await.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_active(&self) -> Result<(), GroupError> {
+        if self.cancel.is_cancelled() {
+            return Err(GroupError::NotCoordinator);
+        }
+        Ok(())
+    }
+
+    /// The fence as transaction conditions.
+    fn compares(&self) -> Vec<Compare> {
+        self.fence
+            .iter()
+            .map(|(key, version)| Compare::Version(key.clone(), *version))
+            .collect()
+    }
+
+    /// Applies `ops` in transactions conditional on the fence; a failed
+    /// condition means another coordinator took over.
+    async fn write(&self, ops: Vec<Op>) -> Result<(), GroupError> {
+        for chunk in ops.chunks(TXN_OPS) {
+            if !self.metadata.txn(self.compares(), chunk.to_vec()).await? {
+                tracing::warn!("lost the coordinator election key; no longer coordinating");
+                self.cancel.cancel();
+                return Err(GroupError::NotCoordinator);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure `group` is in memory, loading it from the store.
+    async fn load(&self, group: &str) -> Result<(), GroupError> {
+        self.check_active()?;
+        if self.lock().groups.contains_key(group) {
+            return Ok(());
+        }
+        let stored = self.metadata.list(&group_prefix(group)).await?;
+        let now = Instant::now();
+        let mut entry = Entry::new(Group::new(group));
+        for (key, value) in stored {
+            let Some((_, rest)) = parse_group_key(&key) else {
+                continue;
+            };
+            if rest == "state" {
+                match serde_json::from_slice(&value.value) {
+                    Ok(snapshot) => entry = Entry::new(Group::restore(group, snapshot, now)),
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "unreadable group state; starting the group afresh")
+                    }
+                }
+            } else if let Some(at) = rest.strip_prefix("offsets/")
+                && let Some((topic, partition)) = at.rsplit_once('/')
+                && let Ok(partition) = partition.parse()
+            {
+                match serde_json::from_slice::<Committed>(&value.value) {
+                    Ok(committed) => {
+                        entry
+                            .offsets
+                            .insert((topic.to_owned(), partition), committed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%key, error = %e, "unreadable committed offset; ignored")
+                    }
+                }
+            }
+        }
+        let offsets = std::mem::take(&mut entry.offsets);
+        let mut inner = self.lock();
+        let slot = inner.groups.entry(group.to_owned()).or_insert(entry);
+        for (at, committed) in offsets {
+            slot.offsets.entry(at).or_insert(committed);
+        }
+        Ok(())
+    }
+
+    /// Saves a group snapshot taken under the lock, unless a newer one was saved.
+    async fn save(&self, group: &str, seq: u64, snapshot: Vec<u8>) -> Result<(), GroupError> {
+        let _saving = self.saving.lock().await;
+        if self.lock().saved_seq.get(group).is_some_and(|s| *s > seq) {
+            return Ok(());
+        }
+        self.write(vec![Op::Put {
+            key: state_key(group),
+            value: snapshot,
+            lease: None,
+        }])
+        .await?;
+        self.lock().saved_seq.insert(group.to_owned(), seq);
+        Ok(())
+    }
+
+    /// Runs `f` on the group (loaded), then saves the group if it changed.
+    async fn with_group<T>(
+        &self,
+        group: &str,
+        f: impl FnOnce(&mut Entry, &BTreeMap<String, u32>, Instant) -> T,
+    ) -> Result<T, GroupError> {
+        validate_group_id(group)?;
+        self.load(group).await?;
+        let (out, save) = {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            let entry = inner
+                .groups
+                .entry(group.to_owned())
+                .or_insert_with(|| Entry::new(Group::new(group)));
+            let out = f(entry, &inner.topics, Instant::now());
+            let save = entry.after_change().map(|s| {
+                inner.snapshot_seq += 1;
+                (inner.snapshot_seq, s)
+            });
+            // Asking about a group that does not exist leaves nothing behind.
+            if entry.is_blank() {
+                inner.groups.remove(group);
+            }
+            (out, save)
+        };
+        if let Some((seq, snapshot)) = save {
+            self.save(group, seq, snapshot).await?;
+        }
+        Ok(out)
+    }
+
+    /// Joins `group` and waits for the rebalance to end.
+    pub async fn join(&self, group: &str, request: JoinRequest) -> Result<JoinResult, GroupError> {
+        if request.protocol_type == SLUICE_PROTOCOL {
+            self.check_topics(&request.topics).await?;
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = if request.member_id.is_empty() {
+            new_member_id(&request.client_id)
+        } else {
+            request.member_id.clone()
+        };
+        self.with_group(group, |entry, topics, now| {
+            entry.group.join(request, id, tx, topics, now)
+        })
+        .await?;
+        let result = tokio::select! {
+            result = rx => result.map_err(|_| GroupError::NotCoordinator)?,
+            _ = self.cancel.cancelled() => Err(GroupError::NotCoordinator),
+        };
+        // The join may have completed the rebalance: save the generation.
+        self.with_group(group, |_, _, _| ()).await?;
+        result
+    }
+
+    /// Every subscribed topic exists (asking the store for one the topic
+    /// watch has not shown yet).
+    async fn check_topics(&self, topics: &BTreeSet<String>) -> Result<(), GroupError> {
+        let missing: Vec<String> = {
+            let inner = self.lock();
+            topics
+                .iter()
+                .filter(|t| !inner.topics.contains_key(*t))
+                .cloned()
+                .collect()
+        };
+        for topic in missing {
+            let key = keys::topic(&topic);
+            let Some(value) = self.metadata.get(&key).await? else {
+                return Err(GroupError::UnknownTopic { topic });
+            };
+            if let Ok(record) = records::decode::<TopicRecord>(&key, "a topic", &value.value) {
+                self.lock().topics.insert(topic, record.partitions);
+            }
+        }
+        Ok(())
+    }
+
+    /// A SyncGroup of a leader-assigned group (Kafka clients).
+    pub async fn sync(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<u8>, GroupError> {
+        let (tx, rx) = oneshot::channel();
+        self.with_group(group, |entry, _, now| {
+            entry
+                .group
+                .sync(member_id, generation, assignments, tx, now)
+        })
+        .await?;
+        let result = tokio::select! {
+            result = rx => result.map_err(|_| GroupError::NotCoordinator)?,
+            _ = self.cancel.cancelled() => Err(GroupError::NotCoordinator),
+        };
+        self.with_group(group, |_, _, _| ()).await?;
+        result
+    }
+
+    /// A heartbeat, held up to `max_wait` unless a rebalance starts.
+    /// Returns whether the member must rejoin.
+    pub async fn heartbeat(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        max_wait: Duration,
+    ) -> Result<bool, GroupError> {
+        let (rejoin, mut rebalances) = self
+            .with_group(group, |entry, _, now| {
+                let rejoin = entry.group.heartbeat(member_id, generation, now);
+                (rejoin, entry.rebalances.subscribe())
+            })
+            .await?;
+        let rejoin = rejoin?;
+        if rejoin || max_wait.is_zero() {
+            return Ok(rejoin);
+        }
+        rebalances.mark_unchanged();
+        tokio::select! {
+            _ = rebalances.changed() => {}
+            _ = tokio::time::sleep(max_wait) => {}
+            _ = self.cancel.cancelled() => return Err(GroupError::NotCoordinator),
+        }
+        // The member was alive until now.
+        self.with_group(group, |entry, _, now| {
+            entry.group.heartbeat(member_id, generation, now)
+        })
+        .await?
+    }
+
+    /// A member leaves at once.
+    pub async fn leave(&self, group: &str, member_id: &str) -> Result<(), GroupError> {
+        self.with_group(group, |entry, topics, now| {
+            entry.group.leave(member_id, topics, now)
+        })
+        .await?
+    }
+
+    /// Commits offsets (see [`Group::check_commit`] for who may).
+    pub async fn commit(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: i32,
+        offsets: Vec<(String, u32, i64, String)>,
+    ) -> Result<(), GroupError> {
+        if let Some((topic, partition, offset, _)) = offsets.iter().find(|o| o.2 < 0) {
+            return Err(GroupError::InvalidRequest {
+                reason: format!("offset {offset} for {topic}/{partition} is negative"),
+            });
+        }
+        let partitions: Vec<(String, u32)> =
+            offsets.iter().map(|(t, p, _, _)| (t.clone(), *p)).collect();
+        self.with_group(group, |entry, _, now| {
+            entry
+                .group
+                .check_commit(member_id, generation, &partitions, now)
+        })
+        .await??;
+        let now_ms = now_ms();
+        let committed: Vec<((String, u32), Committed)> = offsets
+            .into_iter()
+            .map(|(topic, partition, offset, metadata)| {
+                (
+                    (topic, partition),
+                    Committed {
+                        offset,
+                        metadata,
+                        commit_time_ms: now_ms,
+                    },
+                )
+            })
+            .collect();
+        let ops = committed
+            .iter()
+            .map(|((topic, partition), c)| Op::Put {
+                key: offset_key(group, topic, *partition),
+                value: serde_json::to_vec(c).unwrap_or_default(),
+                lease: None,
+            })
+            .collect();
+        self.write(ops).await?;
+        let mut inner = self.lock();
+        if let Some(entry) = inner.groups.get_mut(group) {
+            entry.offsets.extend(committed);
+        }
+        Ok(())
+    }
+
+    /// Committed offsets of `group`: of `partitions`, or all.
+    pub async fn fetch_offsets(
+        &self,
+        group: &str,
+        partitions: Option<&[(String, u32)]>,
+    ) -> Result<Vec<((String, u32), Committed)>, GroupError> {
+        self.with_group(group, |entry, _, _| match partitions {
+            None => entry
+                .offsets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            Some(wanted) => wanted
+                .iter()
+                .filter_map(|k| entry.offsets.get(k).map(|v| (k.clone(), v.clone())))
+                .collect(),
+        })
+        .await
+    }
+
+    /// Every group known to the store or in memory: (name, state, members, protocol type).
+    pub async fn list(&self) -> Result<Vec<GroupSummary>, GroupError> {
+        self.check_active()?;
+        let stored = self.metadata.list(&groups_prefix()).await?;
+        let names: BTreeSet<String> = stored
+            .iter()
+            .filter_map(|(key, _)| parse_group_key(key).map(|(g, _)| g.to_owned()))
+            .chain(self.lock().groups.keys().cloned())
+            .collect();
+        let mut out = Vec::new();
+        for name in names {
+            out.push(self.describe(&name).await?.summary);
+        }
+        Ok(out)
+    }
+
+    /// A group's summary, members (id, instance, client, assignment,
+    /// session timeout) and committed offsets.
+    pub async fn describe(&self, group: &str) -> Result<GroupDetails, GroupError> {
+        self.with_group(group, |entry, _, _| {
+            let g = &entry.group;
+            let summary = GroupSummary {
+                group: group.to_owned(),
+                state: g.state(),
+                members: g.members().count(),
+                protocol_type: g.protocol_type().unwrap_or_default().to_owned(),
+            };
+            let members = g
+                .members()
+                .map(|m| MemberSummary {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone().unwrap_or_default(),
+                    client_id: m.client_id.clone(),
+                    assignment: m.assignment.clone(),
+                    session_timeout: m.session_timeout,
+                })
+                .collect();
+            let offsets = entry
+                .offsets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            GroupDetails {
+                summary,
+                generation: g.generation(),
+                assignor: g.protocol().unwrap_or_default().to_owned(),
+                leader: g.leader().unwrap_or_default().to_owned(),
+                members,
+                offsets,
+            }
+        })
+        .await
+    }
+
+    /// Deletes a group without members, with its offsets.
+    pub async fn delete(&self, group: &str) -> Result<(), GroupError> {
+        validate_group_id(group)?;
+        self.load(group).await?;
+        {
+            let inner = self.lock();
+            let entry = inner.groups.get(group);
+            let known = entry.is_some_and(|e| !e.offsets.is_empty() || e.group.generation() > 0);
+            if let Some(entry) = entry
+                && !entry.group.is_empty()
+            {
+                return Err(GroupError::NotEmpty {
+                    group: group.to_owned(),
+                    members: entry.group.members().count(),
+                });
+            }
+            if !known {
+                return Err(GroupError::UnknownGroup {
+                    group: group.to_owned(),
+                });
+            }
+        }
+        self.write(vec![Op::DeletePrefix {
+            prefix: group_prefix(group),
+        }])
+        .await?;
+        self.lock().groups.remove(group);
+        Ok(())
+    }
+
+    /// Expires sessions and rebalance deadlines, saving changed groups.
+    async fn tick(&self) {
+        let saves: Vec<(String, u64, Vec<u8>)> = {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            let now = Instant::now();
+            let mut saves = Vec::new();
+            for (name, entry) in inner.groups.iter_mut() {
+                let dropped = entry.group.tick(&inner.topics, now);
+                if !dropped.is_empty() {
+                    tracing::info!(group = %name, members = ?dropped, "dropped members (session or rebalance timeout)");
+                }
+                if let Some(snapshot) = entry.after_change() {
+                    inner.snapshot_seq += 1;
+                    saves.push((name.clone(), inner.snapshot_seq, snapshot));
+                }
+            }
+            saves
+        };
+        for (group, seq, snapshot) in saves {
+            if let Err(e) = self.save(&group, seq, snapshot).await {
+                tracing::warn!(%group, error = %e, "cannot save the group");
+            }
+        }
+    }
+
+    /// A topic was created, grown or deleted: groups subscribed to it rebalance.
+    async fn topic_changed(&self, event: WatchEvent) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let topic = match &event {
+            WatchEvent::Put { key, value } => {
+                let Some(topic) = keys::parse_topic(key) else {
+                    return;
+                };
+                let Ok(record) = records::decode::<TopicRecord>(key, "a topic", &value.value)
+                else {
+                    return;
+                };
+                if inner.topics.insert(topic.to_owned(), record.partitions)
+                    == Some(record.partitions)
+                {
+                    return;
+                }
+                topic.to_owned()
+            }
+            WatchEvent::Delete { key } => {
+                let Some(topic) = keys::parse_topic(key) else {
+                    return;
+                };
+                inner.topics.remove(topic);
+                topic.to_owned()
+            }
+        };
+        let now = Instant::now();
+        for entry in inner.groups.values_mut() {
+            if entry.group.subscribed(&topic) {
+                entry.group.partitions_changed(now);
+                // Saved by the next tick if it changed anything durable.
+                let n = entry.group.rebalances();
+                entry.rebalances.send_replace(n);
+            }
+        }
+    }
+}
+
+/// One line of `group list`.
+#[derive(Clone, Debug)]
+pub struct GroupSummary {
+    pub group: String,
+    pub state: GroupState,
+    pub members: usize,
+    pub protocol_type: String,
+}
+
+/// A member as `group describe` shows it.
+#[derive(Clone, Debug)]
+pub struct MemberSummary {
+    pub member_id: String,
+    pub instance_id: String,
+    pub client_id: String,
+    pub assignment: group::Partitions,
+    pub session_timeout: Duration,
+}
+
+/// Everything `group describe` shows.
+#[derive(Clone, Debug)]
+pub struct GroupDetails {
+    pub summary: GroupSummary,
+    pub generation: i32,
+    pub assignor: String,
+    pub leader: String,
+    pub members: Vec<MemberSummary>,
+    pub offsets: Vec<((String, u32), Committed)>,
+}
+
+fn new_member_id(client_id: &str) -> String {
+    let prefix = if client_id.is_empty() {
+        "member"
+    } else {
+        client_id
+    };
+    format!("{prefix}-{:016x}", rand::random::<u64>())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,231 @@
+//! `sluice.v1.Groups` over the coordinator of this process, when it is the
+//! elected one ([`CoordinatorSlot`]); otherwise every call answers
+//! `NOT_COORDINATOR` and the proxy asks again where the coordinator is.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sluice_proto::v1;
+use tonic::{Request, Response, Status};
+
+use super::group::{ASSIGNORS, Partitions};
+use super::{Coordinator, GroupError, JoinRequest, Protocol, SLUICE_PROTOCOL};
+
+/// Longest a heartbeat is held.
+const MAX_HEARTBEAT_WAIT: Duration = Duration::from_secs(30);
+
+/// The coordinator this process runs, while it is elected.
+#[derive(Debug, Clone, Default)]
+pub struct CoordinatorSlot(Arc<RwLock<Option<Arc<Coordinator>>>>);
+
+impl CoordinatorSlot {
+    pub fn set(&self, coordinator: Option<Arc<Coordinator>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = coordinator;
+    }
+
+    pub fn get(&self) -> Result<Arc<Coordinator>, GroupError> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(GroupError::NotCoordinator)
+    }
+}
+
+/// The gRPC face of the coordinator.
+#[derive(Debug, Clone)]
+pub struct GroupsService {
+    slot: CoordinatorSlot,
+}
+
+impl GroupsService {
+    pub fn new(slot: CoordinatorSlot) -> Self {
+        Self { slot }
+    }
+
+    pub fn into_server(self) -> v1::groups_server::GroupsServer<Self> {
+        v1::groups_server::GroupsServer::new(self)
+    }
+}
+
+fn to_proto(partitions: &Partitions) -> Vec<v1::TopicPartitions> {
+    partitions
+        .iter()
+        .map(|(topic, partitions)| v1::TopicPartitions {
+            topic: topic.clone(),
+            partitions: partitions.clone(),
+        })
+        .collect()
+}
+
+fn committed(((topic, partition), c): ((String, u32), super::Committed)) -> v1::CommittedOffset {
+    v1::CommittedOffset {
+        topic,
+        partition,
+        offset: c.offset,
+        metadata: c.metadata,
+        commit_time_ms: c.commit_time_ms,
+    }
+}
+
+#[tonic::async_trait]
+impl v1::groups_server::Groups for GroupsService {
+    async fn join_group(
+        &self,
+        request: Request<v1::JoinGroupRequest>,
+    ) -> Result<Response<v1::JoinGroupResponse>, Status> {
+        let r = request.into_inner();
+        let coordinator = self.slot.get()?;
+        let assignors = if r.assignors.is_empty() {
+            ASSIGNORS.iter().map(|a| (*a).to_owned()).collect()
+        } else {
+            r.assignors
+        };
+        let join = JoinRequest {
+            member_id: r.member_id,
+            instance_id: Some(r.instance_id).filter(|i| !i.is_empty()),
+            client_id: r.client_id,
+            session_timeout: Duration::from_millis(r.session_timeout_ms.into()),
+            rebalance_timeout: Duration::from_millis(r.rebalance_timeout_ms.into()),
+            protocol_type: SLUICE_PROTOCOL.to_owned(),
+            protocols: assignors
+                .into_iter()
+                .map(|name| Protocol {
+                    name,
+                    metadata: Vec::new(),
+                })
+                .collect(),
+            topics: r.topics.into_iter().collect::<BTreeSet<_>>(),
+        };
+        let result = coordinator.join(&r.group, join).await.inspect_err(|e| {
+            tracing::debug!(group = %r.group, error = %e, "join refused");
+        })?;
+        Ok(Response::new(v1::JoinGroupResponse {
+            member_id: result.member_id,
+            generation: result.generation,
+            assignor: result.protocol,
+            leader_id: result.leader_id,
+            assignment: to_proto(&result.assignment),
+            heartbeat_interval_ms: (result.session_timeout.as_millis() / 3) as u32,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let wait = Duration::from_millis(r.max_wait_ms.into()).min(MAX_HEARTBEAT_WAIT);
+        let rebalance = self
+            .slot
+            .get()?
+            .heartbeat(&r.group, &r.member_id, r.generation, wait)
+            .await?;
+        Ok(Response::new(v1::HeartbeatResponse { rebalance }))
+    }
+
+    async fn leave_group(
+        &self,
+        request: Request<v1::LeaveGroupRequest>,
+    ) -> Result<Response<v1::LeaveGroupResponse>, Status> {
+        let r = request.into_inner();
+        self.slot.get()?.leave(&r.group, &r.member_id).await?;
+        Ok(Response::new(v1::LeaveGroupResponse {}))
+    }
+
+    async fn commit_offsets(
+        &self,
+        request: Request<v1::CommitOffsetsRequest>,
+    ) -> Result<Response<v1::CommitOffsetsResponse>, Status> {
+        let r = request.into_inner();
+        let offsets = r
+            .offsets
+            .into_iter()
+            .map(|o| (o.topic, o.partition, o.offset, o.metadata))
+            .collect();
+        self.slot
+            .get()?
+            .commit(&r.group, &r.member_id, r.generation, offsets)
+            .await
+            .inspect_err(|e| {
+                tracing::debug!(group = %r.group, member = %r.member_id, error = %e, "commit refused");
+            })?;
+        Ok(Response::new(v1::CommitOffsetsResponse {}))
+    }
+
+    async fn fetch_offsets(
+        &self,
+        request: Request<v1::FetchOffsetsRequest>,
+    ) -> Result<Response<v1::FetchOffsetsResponse>, Status> {
+        let r = request.into_inner();
+        let wanted: Vec<(String, u32)> = r
+            .partitions
+            .iter()
+            .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.clone(), *p)))
+            .collect();
+        let wanted = (!r.partitions.is_empty()).then_some(wanted.as_slice());
+        let offsets = self.slot.get()?.fetch_offsets(&r.group, wanted).await?;
+        Ok(Response::new(v1::FetchOffsetsResponse {
+            offsets: offsets.into_iter().map(committed).collect(),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<v1::ListGroupsRequest>,
+    ) -> Result<Response<v1::ListGroupsResponse>, Status> {
+        let groups = self.slot.get()?.list().await?;
+        Ok(Response::new(v1::ListGroupsResponse {
+            groups: groups
+                .into_iter()
+                .map(|g| v1::GroupSummary {
+                    group: g.group,
+                    state: g.state.name().to_owned(),
+                    members: g.members as u32,
+                    protocol_type: g.protocol_type,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn describe_group(
+        &self,
+        request: Request<v1::DescribeGroupRequest>,
+    ) -> Result<Response<v1::GroupDescription>, Status> {
+        let r = request.into_inner();
+        let details = self.slot.get()?.describe(&r.group).await?;
+        if details.generation == 0 && details.offsets.is_empty() && details.members.is_empty() {
+            return Err(GroupError::UnknownGroup { group: r.group }.into());
+        }
+        Ok(Response::new(v1::GroupDescription {
+            group: details.summary.group,
+            state: details.summary.state.name().to_owned(),
+            protocol_type: details.summary.protocol_type,
+            assignor: details.assignor,
+            generation: details.generation,
+            leader_id: details.leader,
+            members: details
+                .members
+                .into_iter()
+                .map(|m| v1::MemberDescription {
+                    member_id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    assignment: to_proto(&m.assignment),
+                    session_timeout_ms: m.session_timeout.as_millis() as u32,
+                })
+                .collect(),
+            offsets: details.offsets.into_iter().map(committed).collect(),
+        }))
+    }
+
+    async fn delete_group(
+        &self,
+        request: Request<v1::DeleteGroupRequest>,
+    ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
+        let r = request.into_inner();
+        self.slot.get()?.delete(&r.group).await?;
+        Ok(Response::new(v1::DeleteGroupResponse {}))
+    }
+}
