@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{BrokerConfig, OBJECT_STORE_MIN_FLUSH_INTERVAL, PartitionConfig};
 use crate::error::BrokerError;
-use crate::partition::machine::{AckMode, Appended, ProduceBatches, WriteRejected};
+use crate::partition::machine::{
+    AckMode, Appended, ProduceBatches, ProducerRejection, WriteRejected,
+};
 use crate::partition::{PartitionHandle, ProduceFailure, ViewReceiver};
 
 /// `/sluice/leases/<topic>/<p>`: the write lease a broker holds.
@@ -115,7 +117,10 @@ impl Broker {
     ///
     /// `request_id`, when given, makes retries safe: a request whose id was
     /// already appended (here or by an earlier owner) is answered with its
-    /// offsets and not written again.
+    /// offsets and not written again. Batches of idempotent producers
+    /// (with a producer id) are checked against the producer's epoch and
+    /// sequence: a retry of appended batches is answered with their offsets
+    /// and `duplicate` set; an old epoch or a gap refuses the request.
     pub async fn produce(
         &self,
         topic: &str,
@@ -169,6 +174,9 @@ impl Broker {
                         topic: topic.to_owned(),
                         partition,
                     }
+                }
+                ProduceFailure::Rejected(WriteRejected::Producer(rejection)) => {
+                    producer_error(topic, partition, rejection)
                 }
             })
     }
@@ -365,6 +373,55 @@ impl Broker {
             }
         }
         tracing::info!(topic, "deleted topic data");
+    }
+}
+
+/// An idempotent producer's rejected batch, as the client sees it.
+fn producer_error(topic: &str, partition: u32, rejection: ProducerRejection) -> BrokerError {
+    let topic = topic.to_owned();
+    match rejection {
+        ProducerRejection::Fenced {
+            producer_id,
+            epoch,
+            current_epoch,
+        } => BrokerError::ProducerFenced {
+            topic,
+            partition,
+            producer_id,
+            epoch,
+            current_epoch,
+        },
+        ProducerRejection::UnknownProducer {
+            producer_id,
+            sequence,
+        } => BrokerError::UnknownProducer {
+            topic,
+            partition,
+            producer_id,
+            sequence,
+        },
+        ProducerRejection::OutOfOrderSequence {
+            producer_id,
+            expected,
+            got,
+        } => BrokerError::OutOfOrderSequence {
+            topic,
+            partition,
+            producer_id,
+            expected,
+            got,
+        },
+        ProducerRejection::DuplicateSequence {
+            producer_id,
+            first_seq,
+            last_seq,
+        } => BrokerError::DuplicateSequence {
+            topic,
+            partition,
+            producer_id,
+            first_seq,
+            last_seq,
+        },
     }
 }
 

@@ -42,6 +42,45 @@ pub enum BrokerError {
     ShuttingDown { topic: String, partition: u32 },
     #[error("metadata store error: {0}")]
     Metadata(#[from] sluice_metadata::MetadataError),
+    #[error(
+        "{topic}/{partition}: producer {producer_id} with epoch {epoch} is fenced: a newer producer with the same id exists (epoch {current_epoch}); nothing of this request was stored"
+    )]
+    ProducerFenced {
+        topic: String,
+        partition: u32,
+        producer_id: i64,
+        epoch: i16,
+        current_epoch: i16,
+    },
+    #[error(
+        "{topic}/{partition} has no state for producer {producer_id} (never seen here, or expired) and its batch starts at sequence {sequence}, not 0; nothing of this request was stored"
+    )]
+    UnknownProducer {
+        topic: String,
+        partition: u32,
+        producer_id: i64,
+        sequence: i32,
+    },
+    #[error(
+        "{topic}/{partition}: out-of-order sequence from producer {producer_id}: expected {expected}, got {got}; nothing of this request was stored"
+    )]
+    OutOfOrderSequence {
+        topic: String,
+        partition: u32,
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error(
+        "{topic}/{partition}: producer {producer_id}'s batch with sequences {first_seq}..={last_seq} was appended before but is older than the {kept} remembered batches; its offsets are not known any more"
+    , kept = sluice_log::checkpoint::PRODUCER_BATCHES_KEPT)]
+    DuplicateSequence {
+        topic: String,
+        partition: u32,
+        producer_id: i64,
+        first_seq: i32,
+        last_seq: i32,
+    },
     /// The owning broker (another process) refused the request.
     #[error("{message}")]
     Remote {
@@ -70,6 +109,14 @@ impl BrokerError {
             },
             BrokerError::EmptyRequest => (Code::InvalidArgument, "INVALID_BATCH"),
             BrokerError::Metadata(_) => (Code::Unavailable, "METADATA_UNAVAILABLE"),
+            BrokerError::ProducerFenced { .. } => (Code::FailedPrecondition, "PRODUCER_FENCED"),
+            BrokerError::UnknownProducer { .. } => {
+                (Code::FailedPrecondition, "UNKNOWN_PRODUCER_ID")
+            }
+            BrokerError::OutOfOrderSequence { .. } => {
+                (Code::FailedPrecondition, "OUT_OF_ORDER_SEQUENCE")
+            }
+            BrokerError::DuplicateSequence { .. } => (Code::AlreadyExists, "DUPLICATE_SEQUENCE"),
             BrokerError::Remote { code, .. } => (*code, "REMOTE"),
         }
     }
@@ -106,7 +153,87 @@ impl BrokerError {
             | BrokerError::BatchTooLarge { .. }
             | BrokerError::InvalidBatch(_)
             | BrokerError::EmptyRequest
+            // The producer (its SDK) decides: start a new epoch, or fail.
+            | BrokerError::ProducerFenced { .. }
+            | BrokerError::UnknownProducer { .. }
+            | BrokerError::OutOfOrderSequence { .. }
+            | BrokerError::DuplicateSequence { .. }
             | BrokerError::Remote { .. } => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn producer_errors() -> Vec<BrokerError> {
+        let topic = || "orders".to_owned();
+        vec![
+            BrokerError::ProducerFenced {
+                topic: topic(),
+                partition: 1,
+                producer_id: 1000,
+                epoch: 0,
+                current_epoch: 1,
+            },
+            BrokerError::UnknownProducer {
+                topic: topic(),
+                partition: 1,
+                producer_id: 1000,
+                sequence: 7,
+            },
+            BrokerError::OutOfOrderSequence {
+                topic: topic(),
+                partition: 1,
+                producer_id: 1000,
+                expected: 3,
+                got: 5,
+            },
+            BrokerError::DuplicateSequence {
+                topic: topic(),
+                partition: 1,
+                producer_id: 1000,
+                first_seq: 0,
+                last_seq: 2,
+            },
+        ]
+    }
+
+    #[test]
+    fn producer_errors_are_final_and_keep_their_code_through_a_proxy() {
+        let expected = [
+            (Code::FailedPrecondition, "PRODUCER_FENCED"),
+            (Code::FailedPrecondition, "UNKNOWN_PRODUCER_ID"),
+            (Code::FailedPrecondition, "OUT_OF_ORDER_SEQUENCE"),
+            (Code::AlreadyExists, "DUPLICATE_SEQUENCE"),
+        ];
+        for (error, (code, name)) in producer_errors().into_iter().zip(expected) {
+            assert_eq!(error.wire(), (code, name));
+            assert!(!error.is_retriable(), "{name}: the producer decides");
+            let status = error.to_status();
+            assert_eq!(status.code(), code);
+            assert_eq!(sluice_proto::error_code(&status), Some(name));
+            // A proxy passes the broker's refusal on as a `Remote` error.
+            let remote = BrokerError::Remote {
+                code: status.code(),
+                name: name.to_owned(),
+                message: status.message().to_owned(),
+            };
+            let forwarded = remote.to_status();
+            assert_eq!(forwarded.code(), code);
+            assert_eq!(sluice_proto::error_code(&forwarded), Some(name));
+            assert_eq!(forwarded.message(), error.to_string());
+        }
+    }
+
+    #[test]
+    fn producer_error_messages_say_what_happened() {
+        let messages: Vec<String> = producer_errors().iter().map(|e| e.to_string()).collect();
+        assert!(messages[0].contains("a newer producer with the same id exists"));
+        assert!(messages[2].contains("expected 3, got 5"));
+        assert!(messages[3].contains("older than the 5 remembered batches"));
     }
 }

@@ -102,6 +102,7 @@ impl v1::broker_server::Broker for BrokerService {
             partition: request.partition,
             base_offset: appended.base_offset,
             last_offset: appended.last_offset,
+            duplicate: appended.duplicate,
         }))
     }
 

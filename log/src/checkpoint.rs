@@ -9,8 +9,6 @@
 //! The object is one header line with a CRC-32C of the JSON body that follows,
 //! so a checkpoint stays readable by people and any damage is detected.
 
-use std::collections::BTreeMap;
-
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sluice_storage::{SegmentLayout, StorageError, Volume};
@@ -51,9 +49,12 @@ pub struct Checkpoint {
     /// new owner after a move.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<RequestRecord>,
-    /// Per-producer state for idempotence (filled by a later version).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub producers: BTreeMap<String, serde_json::Value>,
+    /// Idempotent producers' state, by producer id, covering only batches
+    /// under `high_watermark`: a retry of one of a producer's last batches
+    /// is answered with its offsets instead of being written again, also by
+    /// a new owner after a move; one lost in a crash is written anew.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub producers: Vec<ProducerRecord>,
     /// When it was written, ms since the Unix epoch.
     pub written_at_ms: i64,
 }
@@ -66,6 +67,33 @@ pub struct RequestRecord {
     pub last_offset: i64,
     /// When it was appended, ms since the Unix epoch.
     pub at_ms: i64,
+}
+
+/// How many of a producer's last batches a checkpoint remembers (Kafka's
+/// window: a producer has at most five requests in flight per partition).
+pub const PRODUCER_BATCHES_KEPT: usize = 5;
+
+/// An idempotent producer's state in one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerRecord {
+    pub producer_id: i64,
+    /// The producer's epoch; batches of an older one are fenced.
+    pub epoch: i16,
+    /// Its last appended batches under this epoch, oldest first (at most
+    /// [`PRODUCER_BATCHES_KEPT`]).
+    pub batches: Vec<ProducerBatch>,
+    /// When it last appended, ms since the Unix epoch (idle producers expire).
+    pub last_append_ms: i64,
+}
+
+/// One appended batch of an idempotent producer: its sequence numbers and
+/// the offsets it was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerBatch {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
 }
 
 /// One segment as a checkpoint records it.
@@ -255,7 +283,7 @@ mod tests {
             }],
             takeovers: vec![1],
             requests: Vec::new(),
-            producers: BTreeMap::new(),
+            producers: Vec::new(),
             written_at_ms: 5,
         }
     }
@@ -274,5 +302,47 @@ mod tests {
         ));
         assert!(Checkpoint::decode("p", b"garbage").is_err());
         assert!(Checkpoint::decode("p", b"").is_err());
+    }
+
+    #[test]
+    fn producer_state_round_trips_and_older_checkpoints_decode_without_it() {
+        let mut checkpoint = sample();
+        checkpoint.producers = vec![ProducerRecord {
+            producer_id: 1000,
+            epoch: 2,
+            batches: vec![
+                ProducerBatch {
+                    first_seq: 0,
+                    last_seq: 4,
+                    base_offset: 0,
+                    last_offset: 4,
+                },
+                ProducerBatch {
+                    first_seq: 5,
+                    last_seq: 9,
+                    base_offset: 5,
+                    last_offset: 9,
+                },
+            ],
+            last_append_ms: 42,
+        }];
+        let bytes = checkpoint.encode();
+        assert_eq!(Checkpoint::decode("p", &bytes).expect("decode"), checkpoint);
+        let body = std::str::from_utf8(&bytes).expect("text");
+        assert!(body.contains(r#""producers":[{"producer_id":1000,"epoch":2,"#));
+
+        // No producers: the field is left out, as versions before it wrote.
+        assert!(
+            !std::str::from_utf8(&sample().encode())
+                .expect("text")
+                .contains("producers")
+        );
+        // A checkpoint written by such a version.
+        let body = br#"{"sequence":3,"epoch":2,"topic_id":"id-1","log_start_offset":0,"high_watermark":0,"segments":[],"written_at_ms":5}"#;
+        let mut bytes = format!("{HEADER_PREFIX}{:08x}\n", crc32c::crc32c(body)).into_bytes();
+        bytes.extend_from_slice(body);
+        let decoded = Checkpoint::decode("p", &bytes).expect("decode");
+        assert!(decoded.producers.is_empty());
+        assert_eq!(decoded.high_watermark, 0);
     }
 }

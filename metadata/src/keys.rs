@@ -38,6 +38,12 @@ pub fn broker(id: u64) -> String {
     format!("{ROOT}/brokers/{id}")
 }
 
+/// `/sluice/producer-ids`: `{next}`, the first producer id not handed out
+/// (see [`ProducerIds`](crate::ProducerIds)).
+pub fn producer_ids() -> String {
+    format!("{ROOT}/producer-ids")
+}
+
 /// Splits a broker key back into the broker id.
 pub fn parse_broker(key: &str) -> Option<u64> {
     key.strip_prefix(ROOT)?

@@ -13,6 +13,7 @@ mod error;
 mod etcd;
 pub mod keys;
 mod lease;
+mod producer_ids;
 pub mod records;
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub use embedded::EmbeddedStore;
 pub use error::MetadataError;
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use lease::{LeaseId, LeaseKeeper};
+pub use producer_ids::ProducerIds;
 
 /// Result of metadata operations.
 pub type Result<T> = std::result::Result<T, MetadataError>;

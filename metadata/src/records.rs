@@ -44,6 +44,13 @@ pub struct Assignment {
     pub epoch: u64,
 }
 
+/// `/sluice/producer-ids`: producer ids below `next` are reserved (handed
+/// out, or held in an allocator's memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdCounter {
+    pub next: i64,
+}
+
 /// Serializes a record to the stored JSON.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Plain data structures always serialize.

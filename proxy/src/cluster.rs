@@ -419,6 +419,7 @@ async fn send(
             Ok(Appended {
                 base_offset: response.base_offset,
                 last_offset: response.last_offset,
+                duplicate: response.duplicate,
             })
         }
         Err(status) => Err(classify(key, status)),

@@ -7,7 +7,9 @@ use sluice_log::checkpoint::{Checkpoint, SaveOutcome};
 use sluice_log::index::SparseIndex;
 use sluice_storage::SegmentLayout;
 
-use super::{Action, CheckpointInFlight, Now, PartitionMachine, Phase, SealJob, WriteRejected};
+use super::{
+    Action, CheckpointInFlight, Now, PartitionMachine, Phase, Producers, SealJob, WriteRejected,
+};
 use crate::partition::retention;
 
 /// How many takeover checkpoints are kept from pruning (see
@@ -44,6 +46,8 @@ impl<W> PartitionMachine<W> {
         self.next_offset = 0;
         self.takeovers.clear();
         self.requests.clear();
+        self.producers = Producers::default();
+        let had_checkpoint = found.is_some();
         if let Some(found) = found {
             self.next_offset = found.high_watermark;
             self.takeovers = found.takeovers.clone();
@@ -76,6 +80,12 @@ impl<W> PartitionMachine<W> {
         }
         let end = self.next_offset;
         self.requests.retain(|r| r.last_offset < end);
+        if had_checkpoint {
+            // Only batches of the recovered log: one past it was lost with
+            // the previous owner and its retry must be written.
+            self.producers = Producers::load(&self.saved.producers, end);
+        }
+        self.producers.expire(now.ms);
         self.flushed_end = self.next_offset;
         self.takeovers.push(self.saved.sequence + 1);
         let excess = self.takeovers.len().saturating_sub(TAKEOVERS_KEPT);
@@ -125,6 +135,7 @@ impl<W> PartitionMachine<W> {
             });
         }
         let high_watermark = checkpoint.high_watermark;
+        self.producers.checkpointed(high_watermark);
         self.saved = checkpoint.clone();
         actions.push(Action::Publish(checkpoint));
         while self
@@ -229,6 +240,7 @@ impl<W> PartitionMachine<W> {
         }
         self.checkpoint_due = false;
         let seal = self.pending_seal.take();
+        self.producers.expire(now.ms);
         let checkpoint = self.build_checkpoint(self.flushed_end, now.ms);
         actions.push(self.save(seal, checkpoint));
     }
@@ -299,7 +311,8 @@ impl<W> PartitionMachine<W> {
                 .filter(|r| r.last_offset < high_watermark)
                 .cloned()
                 .collect(),
-            producers: Default::default(),
+            // Likewise only the producer batches it covers.
+            producers: self.producers.records(high_watermark),
             written_at_ms: now_ms,
         }
     }

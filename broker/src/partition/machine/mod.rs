@@ -20,9 +20,11 @@
 //! visible to readers.
 //!
 //! `write.rs` holds the write side (produce, flush, roll, failover);
-//! `commit.rs` the checkpoint side (recovery, checkpoints, retention, merges).
+//! `commit.rs` the checkpoint side (recovery, checkpoints, retention, merges);
+//! `producers.rs` the idempotent producers' sequence checks.
 
 mod commit;
+mod producers;
 mod write;
 
 use std::collections::VecDeque;
@@ -36,6 +38,8 @@ use sluice_record::BatchHeader;
 use sluice_storage::SegmentLayout;
 
 use crate::config::PartitionConfig;
+pub use producers::ProducerRejection;
+use producers::Producers;
 
 /// Longest pause between attempts after storage errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -71,6 +75,9 @@ pub enum AckMode {
 pub struct Appended {
     pub base_offset: i64,
     pub last_offset: i64,
+    /// The request was a retry of an idempotent producer's batches already
+    /// appended: nothing was written, the offsets are the first attempt's.
+    pub duplicate: bool,
 }
 
 /// Why a write was not acknowledged.
@@ -80,6 +87,9 @@ pub enum WriteRejected {
     Fenced { by_epoch: u64 },
     /// The partition is stopping.
     Stopped,
+    /// An idempotent producer's batch does not fit its state (old epoch,
+    /// sequence gap, ...): nothing of the request was appended.
+    Producer(ProducerRejection),
 }
 
 /// Where a partition is in its life.
@@ -292,6 +302,8 @@ pub struct PartitionMachine<W> {
     draining: bool,
     /// Requests appended with an id, oldest first, and their offsets.
     requests: VecDeque<RequestRecord>,
+    /// Idempotent producers' epochs and last batches.
+    producers: Producers,
 }
 
 impl<W> PartitionMachine<W> {
@@ -343,6 +355,7 @@ impl<W> PartitionMachine<W> {
             next_retention_check: None,
             draining: false,
             requests: VecDeque::new(),
+            producers: Producers::default(),
         }
     }
 

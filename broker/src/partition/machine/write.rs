@@ -11,10 +11,11 @@ const REQUESTS_KEPT_FOR_MS: i64 = 60_000;
 /// ...and at most this many per partition.
 const REQUESTS_KEPT: usize = 2048;
 
+use super::producers::Verdict;
 use super::{
     AckMode, Action, Appended, BatchMeta, EarlyProduce, FlushInFlight, FlushJob, Flushed, Now,
     OpenSegment, PartitionMachine, Phase, ProduceBatches, RequestRecord, SealJob, SegmentTarget,
-    Waiter,
+    Waiter, WriteRejected,
 };
 
 impl<W> PartitionMachine<W> {
@@ -44,7 +45,10 @@ impl<W> PartitionMachine<W> {
         actions
     }
 
-    /// Assigns offsets and buffers, answering `Buffer` requests.
+    /// Assigns offsets and buffers, answering `Buffer` requests. A retry
+    /// (by request id or by producer sequence) is answered with the first
+    /// attempt's offsets instead; a request an idempotent producer's state
+    /// refuses is rejected whole.
     pub(super) fn append(
         &mut self,
         mut request: ProduceBatches,
@@ -61,15 +65,22 @@ impl<W> PartitionMachine<W> {
             let appended = Appended {
                 base_offset: done.base_offset,
                 last_offset: done.last_offset,
+                duplicate: false,
             };
-            let covered = appended.last_offset < self.saved.high_watermark;
-            if ack == AckMode::Buffer || covered {
-                actions.push(Action::Reply(waiter, Ok(appended)));
-            } else {
-                // Answered with the checkpoint that covers the first attempt.
-                self.waiters.push_back(Waiter { appended, waiter });
-            }
+            self.answer_retry(appended, ack, waiter, actions);
             return;
+        }
+        match self.producers.check(&request.batches) {
+            Ok(Verdict::Append) => {}
+            Ok(Verdict::Duplicate(appended)) => {
+                self.answer_retry(appended, ack, waiter, actions);
+                return;
+            }
+            Err(rejection) => {
+                let rejected = WriteRejected::Producer(rejection);
+                actions.push(Action::Reply(waiter, Err(rejected)));
+                return;
+            }
         }
         let base_offset = self.next_offset;
         let leader_epoch = i32::try_from(self.epoch).unwrap_or(i32::MAX);
@@ -84,11 +95,14 @@ impl<W> PartitionMachine<W> {
                 len: header.total_len() as u64,
                 max_timestamp: header.max_timestamp,
             });
+            self.producers
+                .appended(header, offset, now.ms, self.saved.high_watermark);
             offset += i64::from(header.records_count);
         }
         let appended = Appended {
             base_offset,
             last_offset: offset - 1,
+            duplicate: false,
         };
         self.next_offset = offset;
         if let Some(id) = request.request_id.take() {
@@ -101,6 +115,29 @@ impl<W> PartitionMachine<W> {
         match ack {
             AckMode::Buffer => actions.push(Action::Reply(waiter, Ok(appended))),
             AckMode::Durable => self.waiters.push_back(Waiter { appended, waiter }),
+        }
+    }
+
+    /// Answers a retry of something appended (perhaps by an earlier owner)
+    /// with its offsets, once they are as durable as asked.
+    fn answer_retry(
+        &mut self,
+        appended: Appended,
+        ack: AckMode,
+        waiter: W,
+        actions: &mut Vec<Action<W>>,
+    ) {
+        let covered = appended.last_offset < self.saved.high_watermark;
+        if ack == AckMode::Buffer || covered {
+            actions.push(Action::Reply(waiter, Ok(appended)));
+        } else {
+            // Answered with the checkpoint that covers the first attempt;
+            // waiters stay in offset order (the first attempt's may be
+            // anywhere among them).
+            let at = self
+                .waiters
+                .partition_point(|w| w.appended.last_offset <= appended.last_offset);
+            self.waiters.insert(at, Waiter { appended, waiter });
         }
     }
 

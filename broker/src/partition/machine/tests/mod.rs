@@ -9,7 +9,8 @@
 //! `takeover` (fencing, the takeover race, takeover checkpoints, pruning),
 //! `produce`, `flush` (flush, index, roll), `pipelining` (a flush and a
 //! checkpoint in flight together), `failover` (failed writes, retries),
-//! `no_loss` (fixed and random schedules), `retention` (retention, merges).
+//! `no_loss` (fixed and random schedules), `retention` (retention, merges),
+//! `requests` (retries by request id), `idempotence` (producer sequences).
 
 mod driver;
 mod io;
@@ -17,6 +18,7 @@ mod reader;
 
 mod failover;
 mod flush;
+mod idempotence;
 mod no_loss;
 mod pipelining;
 mod produce;
@@ -118,6 +120,7 @@ fn ok(base_offset: i64, last_offset: i64) -> Result<Appended, WriteRejected> {
     Ok(Appended {
         base_offset,
         last_offset,
+        duplicate: false,
     })
 }
 
