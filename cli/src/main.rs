@@ -34,6 +34,8 @@ enum Command {
     Standalone(standalone::Args),
     /// Run a controller (cluster mode): elects a leader through etcd and assigns partitions.
     Controller(cluster::controller::Args),
+    /// Run only the group coordinator (cluster mode), apart from the controllers.
+    Coordinator(cluster::controller::CoordinatorArgs),
     /// Run a broker (cluster mode): writes the partitions assigned to it;
     /// or drain/undrain one.
     Broker(BrokerCommand),
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Standalone(args) => standalone::run(args).await,
             Command::Controller(args) => cluster::controller::run(args).await,
+            Command::Coordinator(args) => cluster::controller::run_coordinator(args).await,
             Command::Broker(BrokerCommand {
                 action: Some(action),
                 ..

@@ -12,8 +12,9 @@ use sluice_broker::{Broker, BrokerConfig};
 use crate::node::{FileConfig, WriteArgs};
 use crate::serve::{self, init_logging, shutdown_signal};
 use sluice_controller::TopicAdmin;
-use sluice_metadata::EmbeddedStore;
+use sluice_controller::coordinator::{Coordinator, CoordinatorSlot, GroupsService};
 use sluice_metadata::records::TopicConfig;
+use sluice_metadata::{EmbeddedStore, ProducerIds};
 use sluice_proxy::{AdminService, LocalBackend, SluiceService};
 use tokio_util::sync::CancellationToken;
 
@@ -127,12 +128,25 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let cancel = CancellationToken::new();
     serve::cancel_on_signal(signal, cancel.clone());
+    // The only coordinator there is: no election, no fence.
+    let groups = CoordinatorSlot::default();
+    groups.set(Some(
+        Coordinator::start(metadata.clone(), None, cancel.child_token()).await?,
+    ));
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(SluiceService::new(backend.clone(), cancel.clone()).into_server())
+        .add_service(
+            SluiceService::new(
+                backend.clone(),
+                Arc::new(ProducerIds::new(metadata.clone())),
+                cancel.clone(),
+            )
+            .into_server(),
+        )
         .add_service(
             AdminService::new(admin, backend, Some(vec![BROKER_ID]), defaults).into_server(),
-        );
+        )
+        .add_service(GroupsService::new(groups).into_server());
     let served = serve::serve(router, listener, cancel).await;
     // Partitions flush what they buffered and save a last checkpoint.
     broker.shutdown().await;

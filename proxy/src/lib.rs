@@ -13,4 +13,4 @@ pub mod grpc;
 
 pub use backend::{Backend, LocalBackend};
 pub use cluster::ClusterBackend;
-pub use grpc::{AdminService, SluiceService};
+pub use grpc::{AdminService, GroupsForwarder, SluiceService};

@@ -4,12 +4,13 @@
 //! volumes, woken by the brokers' checkpoint streams.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::bail;
 use sluice_broker::BrokerConfig;
 use sluice_controller::TopicAdmin;
-use sluice_metadata::{LeaseKeeper, Op, keys};
-use sluice_proxy::{AdminService, ClusterBackend, SluiceService};
+use sluice_metadata::{LeaseKeeper, Op, ProducerIds, keys};
+use sluice_proxy::{AdminService, ClusterBackend, GroupsForwarder, SluiceService};
 use tokio_util::sync::CancellationToken;
 
 use super::ClusterArgs;
@@ -68,11 +69,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     serve::cancel_on_signal(signal, cancel.clone());
     let defaults = crate::standalone::topic_defaults(&BrokerConfig::default());
     // Partitions of new topics are assigned by the controller.
-    let admin = AdminService::new(TopicAdmin::new(metadata), backend.clone(), None, defaults);
+    let admin = AdminService::new(
+        TopicAdmin::new(metadata.clone()),
+        backend.clone(),
+        None,
+        defaults,
+    );
+    let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(SluiceService::new(backend, cancel.clone()).into_server())
-        .add_service(admin.into_server());
+        .add_service(SluiceService::new(backend, producer_ids, cancel.clone()).into_server())
+        .add_service(admin.into_server())
+        .add_service(GroupsForwarder::new(metadata).into_server());
     let served = serve::serve(router, listener, cancel).await;
     let _ = keeper.release().await;
     tracing::info!("stopped");

@@ -3,17 +3,20 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod produce;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
+use sluice_metadata::ProducerIds;
 use sluice_proto::v1;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub use admin::AdminService;
+pub use groups::GroupsForwarder;
 
 use crate::Backend;
 
@@ -29,14 +32,21 @@ pub struct SluiceService {
     round_robin: Arc<AtomicU32>,
     /// Cancelled when the server stops: waiting fetches answer at once.
     shutdown: CancellationToken,
+    /// Hands out idempotent producers' ids.
+    producer_ids: Arc<ProducerIds>,
 }
 
 impl SluiceService {
-    pub fn new(backend: Arc<dyn Backend>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        producer_ids: Arc<ProducerIds>,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             backend,
             round_robin: Arc::default(),
             shutdown,
+            producer_ids,
         }
     }
 
@@ -78,5 +88,23 @@ impl v1::sluice_server::Sluice for SluiceService {
             .await
             .map(Response::new)
             .map_err(Status::from)
+    }
+
+    async fn init_producer(
+        &self,
+        _request: Request<v1::InitProducerRequest>,
+    ) -> Result<Response<v1::InitProducerResponse>, Status> {
+        let (producer_id, epoch) = self.producer_ids.next().await.map_err(|e| {
+            tracing::warn!(error = %e, "cannot allocate a producer id");
+            sluice_proto::status(
+                tonic::Code::Unavailable,
+                "METADATA_UNAVAILABLE",
+                format!("cannot allocate a producer id: {e}; retry"),
+            )
+        })?;
+        Ok(Response::new(v1::InitProducerResponse {
+            producer_id,
+            producer_epoch: i32::from(epoch),
+        }))
     }
 }

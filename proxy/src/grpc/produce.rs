@@ -54,5 +54,6 @@ pub(super) async fn handle(
         partition,
         base_offset: appended.base_offset,
         last_offset: appended.last_offset,
+        duplicate: appended.duplicate,
     })
 }
