@@ -4,6 +4,7 @@
 //! Nothing here sleeps as synchronisation: every wait is for a condition,
 //! with a deadline.
 
+pub mod chaos;
 pub mod cluster;
 pub mod load;
 pub mod servers;
