@@ -39,6 +39,11 @@ impl Backoff {
         self.attempts = self.attempts.saturating_add(1);
         jitter(delay)
     }
+
+    /// Start again from the initial delay (after a success).
+    pub(crate) fn reset(&mut self) {
+        self.attempts = 0;
+    }
 }
 
 /// The delay before retry number `attempt` (0-based), without jitter.
@@ -74,5 +79,7 @@ mod tests {
             let delay = backoff.next_delay();
             assert!(delay >= Duration::from_millis(80) && delay <= Duration::from_millis(1200));
         }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(120));
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sluice_proto::v1::admin_client::AdminClient;
+use sluice_proto::v1::groups_client::GroupsClient;
 use sluice_proto::v1::sluice_client::SluiceClient;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -224,6 +225,13 @@ pub(crate) fn data_client(channel: Channel) -> SluiceClient<Channel> {
 /// An admin client.
 pub(crate) fn admin_client(channel: Channel) -> AdminClient<Channel> {
     AdminClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// A consumer-group client.
+pub(crate) fn groups_client(channel: Channel) -> GroupsClient<Channel> {
+    GroupsClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }

@@ -216,6 +216,12 @@ impl Error {
     pub(crate) fn is_transport(&self) -> bool {
         matches!(self, Error::Transport { .. })
     }
+
+    pub(crate) fn invalid_state(reason: impl Into<String>) -> Error {
+        Error::InvalidState {
+            reason: reason.into(),
+        }
+    }
 }
 
 #[cfg(test)]
