@@ -1,6 +1,6 @@
 //! The Rust client of Sluice: a [`Producer`] that batches, compresses and
 //! writes each message once, a [`Consumer`] with consumer groups, commits
-//! and seeks, and (next) an admin client.
+//! and seeks, and an [`Admin`] client for topics, the cluster and groups.
 //!
 //! Every client takes a list of proxy endpoints ("host:port" or URLs). It
 //! talks to one at a time and moves to the next when one stops answering;
@@ -13,10 +13,13 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use sluice_sdk::{Consumer, OffsetReset, Producer, Record};
+//! use sluice_sdk::{Admin, Consumer, OffsetReset, Producer, Record, TopicConfig};
 //!
 //! # async fn example() -> sluice_sdk::Result<()> {
 //! let endpoints = ["127.0.0.1:7070"];
+//!
+//! let admin = Admin::connect(endpoints).await?;
+//! admin.create_topic("orders", 4, TopicConfig::default()).await?;
 //!
 //! let producer = Producer::builder(endpoints).build().await?;
 //! let delivery = producer
@@ -75,6 +78,7 @@
 //! A message is never skipped: commits hold the position after the records
 //! `poll` returned, so commit only once they are processed.
 
+mod admin;
 mod backoff;
 mod connection;
 mod consumer;
@@ -82,6 +86,11 @@ mod error;
 mod producer;
 mod types;
 
+pub use admin::{
+    Admin, AdminBuilder, BrokerStatus, ClusterStatus, GroupDescription, GroupSummary,
+    MemberDescription, PartitionDescription, PartitionLag, ResetTo, SegmentDescription,
+    TopicConfig, TopicDescription, TopicSummary,
+};
 pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RebalanceListener};
 pub use error::{Error, Result};
 pub use producer::{

@@ -23,6 +23,8 @@ pub use listener::RebalanceListener;
 use crate::connection::{Connection, Deadline};
 use crate::error::{Error, Result};
 use crate::types::{OffsetSpec, TopicPartition, resolve_offset};
+pub(crate) use group::commit_offsets;
+
 use builder::ConsumerConfig;
 use fetcher::{FetchEvent, Fetcher};
 use group::{AbortOnDrop, MemberStatus, Membership};
