@@ -13,6 +13,10 @@ use crate::producer::partitioner::Partitioner;
 /// Room left in a produce request for everything but the batch.
 const REQUEST_OVERHEAD: usize = 64 << 10;
 
+/// Most requests in flight per partition for an idempotent producer: the
+/// recent batches a broker remembers per producer (as Kafka's).
+const MAX_IN_FLIGHT_IDEMPOTENT: usize = 5;
+
 /// When the server acknowledges a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Acks {
@@ -85,6 +89,12 @@ impl ProducerConfig {
         }
         if self.max_in_flight == 0 {
             return invalid("max_in_flight must be at least 1".into());
+        }
+        if self.idempotence && self.max_in_flight > MAX_IN_FLIGHT_IDEMPOTENT {
+            return invalid(format!(
+                "max_in_flight must be at most {MAX_IN_FLIGHT_IDEMPOTENT} with idempotence: \
+                 the broker remembers that many recent batches per producer to answer retries"
+            ));
         }
         if self.delivery_timeout.is_zero() || self.request_timeout.is_zero() {
             return invalid("delivery_timeout and request_timeout must be above zero".into());
@@ -174,7 +184,7 @@ impl ProducerBuilder {
     }
 
     /// Produce requests of one partition sent without waiting for the
-    /// earlier ones' answers (default 5).
+    /// earlier ones' answers (default 5, at most 5 with idempotence).
     pub fn max_in_flight(mut self, requests: usize) -> Self {
         self.config.max_in_flight = requests;
         self
@@ -212,6 +222,10 @@ mod tests {
             },
             ProducerConfig {
                 max_in_flight: 0,
+                ..ProducerConfig::default()
+            },
+            ProducerConfig {
+                max_in_flight: 6,
                 ..ProducerConfig::default()
             },
             ProducerConfig {

@@ -29,7 +29,7 @@ use crate::types::TopicName;
 use accumulator::Accumulator;
 use builder::ProducerConfig;
 use metadata::TopicMetadata;
-use partitioner::{Sticky, partition_for_key, random_below, sticky_partition};
+use partitioner::{Sticky, partition_for_key, random_below, round_robin, sticky_partition};
 use sender::{Command, PartitionSender, PartitionShared, SenderContext, init_producer};
 
 /// Sends records to Sluice in batches.
@@ -74,9 +74,41 @@ struct Shared {
     /// The producer id and epoch from InitProducer (idempotence).
     identity: Option<(i64, i16)>,
     /// Never held across an `.await`.
-    topics: Mutex<HashMap<String, TopicState>>,
+    topics: Mutex<Topics>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
+}
+
+/// The topics written to, found by name without copying it.
+#[derive(Default)]
+struct Topics {
+    index: HashMap<String, usize>,
+    states: Vec<TopicState>,
+}
+
+impl Topics {
+    /// The state of `topic`, made the first time.
+    fn get_or_insert(&mut self, topic: &str, partitions: NonZeroU32) -> &mut TopicState {
+        let index = match self.index.get(topic) {
+            Some(&index) => index,
+            None => {
+                self.states.push(TopicState {
+                    name: topic.into(),
+                    partitions: HashMap::new(),
+                    sticky: None,
+                    round_robin: random_below(partitions.get()),
+                });
+                self.index.insert(topic.to_owned(), self.states.len() - 1);
+                self.states.len() - 1
+            }
+        };
+        &mut self.states[index]
+    }
+
+    fn get_mut(&mut self, topic: &str) -> Option<&mut TopicState> {
+        let index = *self.index.get(topic)?;
+        self.states.get_mut(index)
+    }
 }
 
 /// The producer's per-topic state.
@@ -151,7 +183,7 @@ impl Producer {
                     buffer,
                 }),
                 identity,
-                topics: Mutex::new(HashMap::new()),
+                topics: Mutex::new(Topics::default()),
                 tasks: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
             }),
@@ -268,14 +300,7 @@ impl Producer {
             Ok(topics) => topics,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let state = topics
-            .entry(record.topic.clone())
-            .or_insert_with(|| TopicState {
-                name: record.topic.as_str().into(),
-                partitions: HashMap::new(),
-                sticky: None,
-                round_robin: random_below(partitions.get()),
-            });
+        let state = topics.get_or_insert(&record.topic, partitions);
         let config = &shared.context.config;
         let (partition, sticky) = match (record.partition, &record.key, &config.partitioner) {
             (Some(partition), _, _) => (partition, false),
@@ -285,9 +310,7 @@ impl Producer {
             ),
             (None, Some(key), _) => (partition_for_key(key, partitions), false),
             (None, None, Partitioner::RoundRobin) => {
-                let partition = state.round_robin % partitions.get();
-                state.round_robin = state.round_robin.wrapping_add(1);
-                (partition, false)
+                (round_robin(&mut state.round_robin, partitions), false)
             }
             (None, None, Partitioner::Sticky) => {
                 let handles = &state.partitions;
@@ -358,7 +381,8 @@ impl Producer {
     pub async fn flush(&self) -> Result<()> {
         let mailboxes: Vec<mpsc::UnboundedSender<Command>> = match self.shared.topics.lock() {
             Ok(topics) => topics
-                .values()
+                .states
+                .iter()
                 .flat_map(|topic| topic.partitions.values())
                 .map(|handle| handle.commands.clone())
                 .collect(),
@@ -388,7 +412,7 @@ impl Producer {
         // Dropping the mailboxes ends the senders once they are idle.
         let topics = match shared.topics.lock() {
             Ok(mut topics) => std::mem::take(&mut *topics),
-            Err(_) => HashMap::new(),
+            Err(_) => Topics::default(),
         };
         drop(topics);
         let tasks = match shared.tasks.lock() {

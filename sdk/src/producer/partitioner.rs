@@ -91,6 +91,13 @@ fn other_partition(current: u32, count: u32, random: impl FnOnce(u32) -> u32) ->
     if pick >= current { pick + 1 } else { pick }
 }
 
+/// The next partition in turn for a keyless record; `counter` moves on.
+pub(crate) fn round_robin(counter: &mut u32, partitions: NonZeroU32) -> u32 {
+    let partition = *counter % partitions.get();
+    *counter = counter.wrapping_add(1);
+    partition
+}
+
 /// A uniformly random number in `0..bound`.
 pub(crate) fn random_below(bound: u32) -> u32 {
     rand::rng().random_range(0..bound.max(1))
@@ -186,6 +193,18 @@ mod tests {
         });
         let chosen = sticky_partition(current, count(4), |_| Some(1), |bound| bound - 1);
         assert_eq!(chosen.partition, 3);
+    }
+
+    #[test]
+    fn round_robin_visits_each_partition_in_turn() {
+        let mut counter = 2;
+        let picks: Vec<u32> = (0..7)
+            .map(|_| round_robin(&mut counter, count(3)))
+            .collect();
+        assert_eq!(picks, [2, 0, 1, 2, 0, 1, 2]);
+        let mut counter = u32::MAX;
+        assert_eq!(round_robin(&mut counter, count(4)), u32::MAX % 4);
+        assert_eq!(counter, 0, "wraps");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! sequence order, and the rules for sending and retrying them in order.
 //!
 //! Up to `max_in_flight` batches are sent one after the other without
-//! waiting. When one fails with a retriable error, later ones of the same
+//! waiting, all within `max_in_flight` batches of the oldest one not
+//! acknowledged (the broker keeps the outcome of that many recent batches
+//! per producer to answer retries). When one fails with a retriable error, later ones of the same
 //! partition will fail too (the broker refuses a sequence gap with
 //! OUT_OF_ORDER_SEQUENCE): nothing more is sent until every request in
 //! flight has answered, then every unacknowledged batch is sent again, in
@@ -100,10 +102,20 @@ impl<T> SendQueue<T> {
         if self.in_flight >= self.max_in_flight {
             return None;
         }
+        // Only batches within max_in_flight of the oldest unacknowledged
+        // one: the broker remembers that many batches per producer, so a
+        // retry of the oldest is still recognised as a duplicate however
+        // many batches after it were written.
+        let window_end = self
+            .entries
+            .front()?
+            .id
+            .saturating_add(self.max_in_flight as u64);
         let entry = self
             .entries
             .iter_mut()
-            .find(|e| e.state == State::Waiting)?;
+            .find(|e| e.state == State::Waiting)
+            .filter(|e| e.id < window_end)?;
         entry.state = State::InFlight;
         entry.attempts += 1;
         self.in_flight += 1;
@@ -273,6 +285,20 @@ mod tests {
         assert_eq!(q.succeeded(2), Some(2));
         assert_eq!(q.succeeded(3), Some(3));
         assert!(q.is_idle());
+    }
+
+    #[test]
+    fn nothing_goes_beyond_max_in_flight_of_the_oldest_unacknowledged_batch() {
+        let now = Instant::now();
+        let mut q = queue(3, &[1, 2, 3, 4, 5, 6], now);
+        assert_eq!(send_all(&mut q, now), [1, 2, 3]);
+        // 2 and 3 are acknowledged, 1 is not: 4 and 5 would push 1 out of
+        // the broker's memory of recent batches.
+        q.succeeded(2);
+        q.succeeded(3);
+        assert!(send_all(&mut q, now).is_empty());
+        q.succeeded(1);
+        assert_eq!(send_all(&mut q, now), [4, 5, 6]);
     }
 
     #[test]
