@@ -3,9 +3,11 @@
 //! one fetcher task per partition long-polls the server.
 
 mod builder;
+mod commit;
 mod fetcher;
 mod group;
 mod listener;
+mod positions;
 mod state;
 
 use std::collections::{BTreeSet, HashMap};
@@ -20,9 +22,9 @@ pub use builder::{ConsumerBuilder, OffsetReset};
 pub use fetcher::ConsumerRecord;
 pub use listener::RebalanceListener;
 
-use crate::connection::{Connection, Deadline};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::types::{OffsetSpec, TopicPartition, resolve_offset};
+use crate::types::TopicPartition;
 pub(crate) use group::commit_offsets;
 
 use builder::ConsumerConfig;
@@ -337,52 +339,6 @@ impl Consumer {
         Ok(())
     }
 
-    /// Give every owned partition without a position one: its committed
-    /// offset in the group, else where `auto_offset_reset` says.
-    async fn init_positions(&mut self) -> Result<()> {
-        let missing = self.partitions.without_position();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let timeout = self.config.request_timeout;
-        let committed = match &self.config.group {
-            Some(group) => group::fetch_offsets(&self.connection, timeout, group, &missing).await?,
-            None => HashMap::new(),
-        };
-        let spec = match self.config.auto_offset_reset {
-            OffsetReset::Earliest => OffsetSpec::Earliest,
-            OffsetReset::Latest => OffsetSpec::Latest,
-        };
-        let mut reset = Vec::new();
-        for tp in missing {
-            match committed.get(&tp) {
-                Some(&offset) => {
-                    self.partitions.seek(&tp, offset);
-                }
-                None => reset.push(tp),
-            }
-        }
-        for (tp, offset) in self.resolve_all(&reset, spec).await? {
-            self.partitions.seek(&tp, offset);
-        }
-        Ok(())
-    }
-
-    /// The offset `spec` names in each of `partitions`, asked concurrently.
-    async fn resolve_all(
-        &self,
-        partitions: &[TopicPartition],
-        spec: OffsetSpec,
-    ) -> Result<Vec<(TopicPartition, i64)>> {
-        let deadline = Deadline::request(self.config.request_timeout);
-        let lookups = partitions.iter().map(|tp| async move {
-            let offset =
-                resolve_offset(&self.connection, deadline, &tp.topic, tp.partition, spec).await?;
-            Ok::<_, Error>((tp.clone(), offset))
-        });
-        futures::future::try_join_all(lookups).await
-    }
-
     /// Stop fetchers whose data is no longer current.
     fn sync_fetchers(&mut self) {
         let partitions = &self.partitions;
@@ -404,205 +360,6 @@ impl Consumer {
             let task = AbortOnDrop(tokio::spawn(fetcher.run()));
             self.fetchers.insert(tp, (id, task));
         }
-    }
-
-    fn auto_commit_if_due(&mut self) {
-        let Some(interval) = self.config.auto_commit else {
-            return;
-        };
-        let now = Instant::now();
-        let next = *self.next_auto_commit.get_or_insert(now + interval);
-        if now < next {
-            return;
-        }
-        self.next_auto_commit = Some(now + interval);
-        // A commit still running (a slow coordinator) skips this round.
-        let running = self
-            .auto_commit_task
-            .as_ref()
-            .is_some_and(|task| !task.is_finished());
-        if !running && self.config.group.is_some() {
-            self.auto_commit_task = Some(self.commit_async());
-        }
-    }
-
-    /// The member id and generation commits are made as.
-    fn commit_identity(&self) -> Result<(String, i32)> {
-        match (&self.mode, &self.membership) {
-            (Mode::Subscribed(_), Some(membership)) => {
-                Ok((membership.member_id.clone(), membership.generation))
-            }
-            (Mode::Subscribed(_), None) => Err(Error::invalid_state(
-                "not a member of the group yet: poll joins it",
-            )),
-            (Mode::Assigned | Mode::Idle, _) => Ok((String::new(), -1)),
-        }
-    }
-
-    /// Commit the positions of the owned partitions, and wait for it.
-    ///
-    /// Fails with PARTITION_NOT_OWNED or ILLEGAL_GENERATION when the group
-    /// rebalanced meanwhile (the consumer then rejoins at its next poll).
-    pub async fn commit(&mut self) -> Result<()> {
-        let offsets = self.partitions.positions();
-        self.commit_offsets(offsets).await
-    }
-
-    /// Commit these offsets (the next offset to consume in each partition).
-    pub async fn commit_offsets<I>(&mut self, offsets: I) -> Result<()>
-    where
-        I: IntoIterator<Item = (TopicPartition, i64)>,
-    {
-        let offsets: Vec<(TopicPartition, i64)> = offsets.into_iter().collect();
-        let group = self.group()?;
-        let (member_id, generation) = self.commit_identity()?;
-        let result = group::commit_offsets(
-            &self.connection,
-            self.config.request_timeout,
-            group,
-            &member_id,
-            generation,
-            &offsets,
-        )
-        .await;
-        if let Err(error) = &result
-            && group::is_generation_error(error)
-            && matches!(self.mode, Mode::Subscribed(_))
-        {
-            self.rejoin = true;
-        }
-        result
-    }
-
-    /// Commit the positions of the owned partitions in the background.
-    /// Failures are logged, and returned by the handle.
-    pub fn commit_async(&self) -> JoinHandle<Result<()>> {
-        let offsets = self.partitions.positions();
-        let identity = self
-            .group()
-            .map(str::to_owned)
-            .and_then(|group| Ok((group, self.commit_identity()?)));
-        let connection = self.connection.clone();
-        let timeout = self.config.request_timeout;
-        tokio::spawn(async move {
-            let (group, (member_id, generation)) = identity?;
-            let result = group::commit_offsets(
-                &connection,
-                timeout,
-                &group,
-                &member_id,
-                generation,
-                &offsets,
-            )
-            .await;
-            if let Err(error) = &result {
-                tracing::warn!(group, %error, "commit failed");
-            }
-            result
-        })
-    }
-
-    /// The committed offsets of `partitions` in the group (those without
-    /// one are left out).
-    pub async fn committed(
-        &self,
-        partitions: &[TopicPartition],
-    ) -> Result<HashMap<TopicPartition, i64>> {
-        let group = self.group()?;
-        group::fetch_offsets(
-            &self.connection,
-            self.config.request_timeout,
-            group,
-            partitions,
-        )
-        .await
-    }
-
-    fn owned(&self, tp: &TopicPartition) -> Result<()> {
-        if self.partitions.is_owned(tp) {
-            Ok(())
-        } else {
-            Err(Error::invalid_state(format!(
-                "partition {tp} is not assigned to this consumer"
-            )))
-        }
-    }
-
-    /// The next record `poll` returns from `tp` will be at `offset`.
-    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
-        self.owned(tp)?;
-        self.partitions.seek(tp, offset);
-        self.sync_fetchers();
-        Ok(())
-    }
-
-    async fn seek_to(&mut self, partitions: &[TopicPartition], spec: OffsetSpec) -> Result<()> {
-        for tp in partitions {
-            self.owned(tp)?;
-        }
-        for (tp, offset) in self.resolve_all(partitions, spec).await? {
-            self.partitions.seek(&tp, offset);
-        }
-        self.sync_fetchers();
-        Ok(())
-    }
-
-    /// Move to the earliest offset still stored.
-    pub async fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.seek_to(partitions, OffsetSpec::Earliest).await
-    }
-
-    /// Move to the end: only records written from now on.
-    pub async fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        self.seek_to(partitions, OffsetSpec::Latest).await
-    }
-
-    /// Move to the first record at or after `timestamp` (milliseconds since
-    /// the Unix epoch); to the end where every record is older.
-    pub async fn seek_to_timestamp(
-        &mut self,
-        partitions: &[TopicPartition],
-        timestamp: i64,
-    ) -> Result<()> {
-        self.seek_to(partitions, OffsetSpec::Timestamp(timestamp))
-            .await
-    }
-
-    /// Stop returning and fetching records of `partitions` until resumed;
-    /// they stay assigned and keep their position.
-    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        for tp in partitions {
-            self.owned(tp)?;
-        }
-        for tp in partitions {
-            self.partitions.set_paused(tp, true);
-        }
-        self.sync_fetchers();
-        Ok(())
-    }
-
-    /// Fetch paused partitions again.
-    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        for tp in partitions {
-            self.owned(tp)?;
-        }
-        for tp in partitions {
-            self.partitions.set_paused(tp, false);
-        }
-        Ok(())
-    }
-
-    /// The offset of the next record `poll` will return from `tp`, looked
-    /// up (committed offset or reset policy) if not known yet.
-    pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
-        self.owned(tp)?;
-        if let Some(position) = self.partitions.position(tp) {
-            return Ok(position);
-        }
-        self.init_positions().await?;
-        self.partitions
-            .position(tp)
-            .ok_or_else(|| Error::invalid_state(format!("no position for {tp}")))
     }
 
     /// The partitions owned now, in order.
