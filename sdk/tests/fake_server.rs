@@ -433,18 +433,29 @@ impl GroupsApi for Shared {
 async fn serve(fake: Arc<Fake>) -> Result<String, Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?.to_string();
+    tokio::spawn(serve_on(listener, fake, std::future::pending()));
+    Ok(address)
+}
+
+/// Serve `fake` with `listener` until `stop` resolves.
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    fake: Arc<Fake>,
+    stop: impl std::future::Future<Output = ()>,
+) {
     let incoming = futures::stream::unfold(listener, |listener| async move {
         let accepted = listener.accept().await.map(|(stream, _)| stream);
         Some((accepted, listener))
     });
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(SluiceServer::new(Shared(Arc::clone(&fake))))
-            .add_service(AdminServer::new(Shared(Arc::clone(&fake))))
-            .add_service(GroupsServer::new(Shared(fake)))
-            .serve_with_incoming(incoming),
-    );
-    Ok(address)
+    let served = tonic::transport::Server::builder()
+        .add_service(SluiceServer::new(Shared(Arc::clone(&fake))))
+        .add_service(AdminServer::new(Shared(Arc::clone(&fake))))
+        .add_service(GroupsServer::new(Shared(fake)))
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await;
+    if let Err(error) = served {
+        eprintln!("fake server: {error}");
+    }
 }
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -545,6 +556,39 @@ async fn a_failover_to_the_live_endpoint() -> TestResult {
     for _ in 0..5 {
         producer.send(Record::new(TOPIC, "x")).await?.await?;
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_producer_reconnects_after_a_proxy_restart() -> TestResult {
+    let fake = Arc::new(Fake::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = tokio::spawn(serve_on(listener, Arc::clone(&fake), async {
+        let _ = stopped.await;
+    }));
+    let producer = Producer::builder([address.to_string()]).build().await?;
+    producer.send(Record::new(TOPIC, "before")).await?.await?;
+    let _ = stop.send(());
+    first.await?;
+    // Down for a while: the send is retried until the proxy is back.
+    let during = producer.send(Record::new(TOPIC, "during")).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tokio::spawn(serve_on(
+        listener,
+        Arc::clone(&fake),
+        std::future::pending(),
+    ));
+    during.await?;
+    producer.send(Record::new(TOPIC, "after")).await?.await?;
+    let mut values: Vec<String> = (0..PARTITIONS)
+        .flat_map(|p| fake.values(p))
+        .map(|(_, value)| value)
+        .collect();
+    values.sort();
+    assert_eq!(values, ["after", "before", "during"]);
     Ok(())
 }
 
