@@ -103,3 +103,40 @@ pub use sluice_record::Compression;
 
 /// For implementing [`RebalanceListener`] without depending on `async-trait`.
 pub use async_trait::async_trait;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn is_send<T: Send>(_: &T) {}
+    fn is_send_sync<T: Send + Sync>(_: &T) {}
+
+    /// Clients and their futures can move to spawned tasks; never run.
+    #[allow(dead_code)]
+    async fn clients_and_their_futures_are_send(
+        mut consumer: Consumer,
+        producer: Producer,
+        admin: Admin,
+    ) -> Result<()> {
+        is_send_sync(&producer);
+        is_send_sync(&admin);
+        is_send(&consumer);
+        let send = producer.send(Record::new("t", "v"));
+        is_send(&send);
+        let delivery = send.await?;
+        is_send(&delivery);
+        let poll = consumer.poll(Duration::ZERO);
+        is_send(&poll);
+        drop(poll);
+        let commit = consumer.commit();
+        is_send(&commit);
+        drop(commit);
+        let close = consumer.close();
+        is_send(&close);
+        let describe = admin.describe_group("g");
+        is_send(&describe);
+        Ok(())
+    }
+}

@@ -71,6 +71,11 @@ enum Mode {
 ///
 /// A consumer is used by one task at a time (`&mut self`); its fetcher and
 /// heartbeat tasks run in the background and stop when it is dropped.
+///
+/// A join waits until every member of the group has rejoined (or the
+/// rebalance timeout dropped it), and members rejoin from `poll`: several
+/// members of one group driven by one task must be polled concurrently
+/// (`tokio::join!`), not one after the other.
 /// Call [`Consumer::close`] to commit (with auto-commit) and leave the
 /// group at once instead of after the session timeout.
 pub struct Consumer {
