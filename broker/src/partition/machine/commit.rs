@@ -193,8 +193,9 @@ impl<W> PartitionMachine<W> {
         self.fenced_by = by_epoch;
         let rejection = WriteRejected::Fenced { by_epoch };
         let early = self.early.drain(..).map(|e| e.waiter);
+        let parked = self.parked.drain(..).map(|p| p.waiter);
         let waiting = self.waiters.drain(..).map(|w| w.waiter);
-        for waiter in early.chain(waiting) {
+        for waiter in early.chain(parked).chain(waiting) {
             actions.push(Action::Reply(waiter, Err(rejection.clone())));
         }
         self.buffer.clear();

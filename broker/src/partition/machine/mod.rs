@@ -196,6 +196,27 @@ struct EarlyProduce<W> {
     waiter: W,
 }
 
+/// An idempotent producer's request that arrived ahead of its sequence:
+/// gRPC calls in flight together may reach the partition in any order, so
+/// it waits (up to [`PARK_TIMEOUT`]) for the batches before it.
+#[derive(Debug)]
+struct Parked<W> {
+    request: ProduceBatches,
+    ack: AckMode,
+    waiter: W,
+    since: Instant,
+    /// The answer if the gap is not filled in time.
+    rejection: producers::ProducerRejection,
+}
+
+/// How long a request ahead of its producer's sequence waits for the gap
+/// to fill before it is refused with `OUT_OF_ORDER_SEQUENCE`.
+pub const PARK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Requests one producer may have waiting; more are refused at once.
+const PARKED_PER_PRODUCER: usize = 5;
+/// Requests all producers of a partition may have waiting.
+const PARKED_MAX: usize = 256;
+
 /// The segment being written.
 #[derive(Debug, Clone)]
 struct OpenSegment {
@@ -279,6 +300,8 @@ pub struct PartitionMachine<W> {
     last_flush_at: Option<Instant>,
     /// Produces that arrived while recovering, in order.
     early: VecDeque<EarlyProduce<W>>,
+    /// Idempotent produces waiting for earlier sequences.
+    parked: Vec<Parked<W>>,
     waiters: VecDeque<Waiter<W>>,
     flushing: Option<FlushInFlight>,
     checkpointing: Option<CheckpointInFlight>,
@@ -341,6 +364,7 @@ impl<W> PartitionMachine<W> {
             buffered_since: None,
             last_flush_at: None,
             early: VecDeque::new(),
+            parked: Vec::new(),
             waiters: VecDeque::new(),
             flushing: None,
             checkpointing: None,
@@ -393,6 +417,9 @@ impl<W> PartitionMachine<W> {
             .as_ref()
             .map_or(0, |f| f.data.iter().map(|b| b.len() as u64).sum());
         let early: u64 = self.early.iter().map(|e| e.request.data.len() as u64).sum();
+        // Parked requests are not counted: while the partition is full it
+        // reads no requests, and the one that would unpark them could not
+        // get in (they are few: see `PARKED_MAX`).
         self.buffer_bytes + flushing + early
     }
 
@@ -431,7 +458,8 @@ impl<W> PartitionMachine<W> {
             _ => None,
         };
         let checkpoint = self.checkpoint_retry.at;
-        [flush, checkpoint, self.next_retention_check]
+        let parked = self.parked.iter().map(|p| p.since + PARK_TIMEOUT).min();
+        [flush, checkpoint, self.next_retention_check, parked]
             .into_iter()
             .flatten()
             .min()
@@ -442,10 +470,11 @@ impl<W> PartitionMachine<W> {
     /// Produce requests still waiting for recovery are told to retry.
     pub fn drain(&mut self, now: Now) -> Vec<Action<W>> {
         self.draining = true;
-        let mut actions: Vec<Action<W>> = self
-            .early
-            .drain(..)
-            .map(|e| Action::Reply(e.waiter, Err(WriteRejected::Stopped)))
+        let early = self.early.drain(..).map(|e| e.waiter);
+        let parked = self.parked.drain(..).map(|p| p.waiter);
+        let mut actions: Vec<Action<W>> = early
+            .chain(parked)
+            .map(|waiter| Action::Reply(waiter, Err(WriteRejected::Stopped)))
             .collect();
         self.maybe_checkpoint(now, &mut actions);
         self.maybe_flush(now, &mut actions);
@@ -465,8 +494,10 @@ impl<W> PartitionMachine<W> {
     /// Fails every waiting producer: the partition is going away.
     pub fn stop(&mut self) -> Vec<Action<W>> {
         let early = self.early.drain(..).map(|e| e.waiter);
+        let parked = self.parked.drain(..).map(|p| p.waiter);
         let waiting = self.waiters.drain(..).map(|w| w.waiter);
         early
+            .chain(parked)
             .chain(waiting)
             .map(|waiter| Action::Reply(waiter, Err(WriteRejected::Stopped)))
             .collect()

@@ -55,6 +55,20 @@ pub enum ProducerRejection {
     },
 }
 
+impl ProducerRejection {
+    /// The batch is ahead of the producer's sequence: the batches before
+    /// it may still arrive (calls in flight together are not ordered).
+    pub fn is_ahead(&self) -> bool {
+        match self {
+            ProducerRejection::UnknownProducer { .. } => true,
+            ProducerRejection::OutOfOrderSequence { expected, got, .. } => {
+                is_before(*expected, *got)
+            }
+            ProducerRejection::Fenced { .. } | ProducerRejection::DuplicateSequence { .. } => false,
+        }
+    }
+}
+
 /// What to do with a request whose producer batches were checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Verdict {

@@ -14,8 +14,8 @@ const REQUESTS_KEPT: usize = 2048;
 use super::producers::Verdict;
 use super::{
     AckMode, Action, Appended, BatchMeta, EarlyProduce, FlushInFlight, FlushJob, Flushed, Now,
-    OpenSegment, PartitionMachine, Phase, ProduceBatches, RequestRecord, SealJob, SegmentTarget,
-    Waiter, WriteRejected,
+    OpenSegment, PARK_TIMEOUT, PARKED_MAX, PARKED_PER_PRODUCER, Parked, PartitionMachine, Phase,
+    ProduceBatches, RequestRecord, SealJob, SegmentTarget, Waiter, WriteRejected,
 };
 
 impl<W> PartitionMachine<W> {
@@ -51,11 +51,26 @@ impl<W> PartitionMachine<W> {
     /// refuses is rejected whole.
     pub(super) fn append(
         &mut self,
+        request: ProduceBatches,
+        ack: AckMode,
+        waiter: W,
+        now: Now,
+        actions: &mut Vec<Action<W>>,
+    ) {
+        self.append_one(request, ack, waiter, now, actions, false);
+    }
+
+    /// [`append`](Self::append); `unparking` when called from
+    /// [`unpark`](Self::unpark), which then looks for the next itself
+    /// (a loop, not a recursion as deep as the parked requests).
+    fn append_one(
+        &mut self,
         mut request: ProduceBatches,
         ack: AckMode,
         waiter: W,
         now: Now,
         actions: &mut Vec<Action<W>>,
+        unparking: bool,
     ) {
         if let Some(id) = &request.request_id
             && let Some(done) = self.requests.iter().rev().find(|r| &r.id == id)
@@ -76,12 +91,24 @@ impl<W> PartitionMachine<W> {
                 self.answer_retry(appended, ack, waiter, actions);
                 return;
             }
+            Err(rejection) if rejection.is_ahead() && self.may_park(&request) => {
+                // Earlier batches may still be on their way.
+                self.parked.push(Parked {
+                    request,
+                    ack,
+                    waiter,
+                    since: now.instant,
+                    rejection,
+                });
+                return;
+            }
             Err(rejection) => {
                 let rejected = WriteRejected::Producer(rejection);
                 actions.push(Action::Reply(waiter, Err(rejected)));
                 return;
             }
         }
+        let producer_batches = request.batches.iter().any(|(_, h)| h.has_producer_id());
         let base_offset = self.next_offset;
         let leader_epoch = i32::try_from(self.epoch).unwrap_or(i32::MAX);
         let mut offset = base_offset;
@@ -115,6 +142,54 @@ impl<W> PartitionMachine<W> {
         match ack {
             AckMode::Buffer => actions.push(Action::Reply(waiter, Ok(appended))),
             AckMode::Durable => self.waiters.push_back(Waiter { appended, waiter }),
+        }
+        if producer_batches && !self.parked.is_empty() && !unparking {
+            self.unpark(now, actions);
+        }
+    }
+
+    /// Whether one more request of this producer may wait: at most
+    /// [`PARKED_PER_PRODUCER`] each (an idempotent producer has at most 5
+    /// requests in flight per partition) and [`PARKED_MAX`] in all.
+    fn may_park(&self, request: &ProduceBatches) -> bool {
+        let producer = request.batches.first().map(|(_, h)| h.producer_id);
+        let same = self
+            .parked
+            .iter()
+            .filter(|p| p.request.batches.first().map(|(_, h)| h.producer_id) == producer)
+            .count();
+        same < PARKED_PER_PRODUCER && self.parked.len() < PARKED_MAX
+    }
+
+    /// Appends the parked requests whose turn has come (or answers those
+    /// that turn out to be retries or refusals), one after the other.
+    fn unpark(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+        while let Some(at) = self.parked.iter().position(
+            |p| !matches!(self.producers.check(&p.request.batches), Err(r) if r.is_ahead()),
+        ) {
+            let parked = self.parked.swap_remove(at);
+            self.append_one(
+                parked.request,
+                parked.ack,
+                parked.waiter,
+                now,
+                actions,
+                true,
+            );
+        }
+    }
+
+    /// Refuses parked requests whose gap was not filled in time.
+    fn expire_parked(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            if now.instant >= self.parked[i].since + PARK_TIMEOUT {
+                let parked = self.parked.swap_remove(i);
+                let rejected = WriteRejected::Producer(parked.rejection);
+                actions.push(Action::Reply(parked.waiter, Err(rejected)));
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -161,6 +236,7 @@ impl<W> PartitionMachine<W> {
     /// Time passes: flush on the interval, retry after errors, apply retention.
     pub fn tick(&mut self, now: Now) -> Vec<Action<W>> {
         let mut actions = Vec::new();
+        self.expire_parked(now, &mut actions);
         self.retry_checkpoint(now, &mut actions);
         if self.phase != Phase::Writing {
             return actions;

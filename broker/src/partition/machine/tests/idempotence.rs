@@ -1,8 +1,10 @@
 //! Idempotent producers: batches carry (producer id, epoch, sequence); a
 //! retry of an appended batch gets its offsets and is never written twice
-//! (also by a new owner after a move), a gap or an old epoch is refused and
-//! nothing of the request is written, and a batch lost in a crash is
-//! accepted again.
+//! (also by a new owner after a move), a request ahead of its producer's
+//! sequence is parked until the batches before it arrive (and refused, with
+//! nothing of it written, if they do not come within [`PARK_TIMEOUT`]), an
+//! old epoch is refused at once, and a batch lost in a crash is accepted
+//! again.
 
 use sluice_log::checkpoint::{ProducerBatch, ProducerRecord};
 
@@ -61,6 +63,12 @@ fn remembered(first_seq: i32, last_seq: i32, base_offset: i64, last_offset: i64)
 /// Bytes written to storage so far, over every segment.
 fn stored_bytes(d: &Driver) -> usize {
     d.store.values().map(Vec::len).sum()
+}
+
+/// Lets [`PARK_TIMEOUT`] pass and ticks: requests still parked are refused.
+fn wait_out_park(d: &mut Driver) -> Vec<&'static str> {
+    d.advance_to(d.now_ms + PARK_TIMEOUT.as_millis() as u64);
+    d.tick()
 }
 
 /// Flushes and checkpoints everything buffered.
@@ -184,10 +192,18 @@ fn a_durable_retry_waits_for_the_checkpoint_covering_the_first_attempt_only() {
 fn a_gap_is_refused_and_nothing_is_written() {
     let mut d = Driver::writing(config());
     d.produce(&[seq(0, 3)], AckMode::Buffer, 1);
-    assert_eq!(d.produce(&[seq(5, 1)], AckMode::Buffer, 2), ["Reply"]);
+    // Parked: the missing batch may still be on its way.
+    assert!(d.produce(&[seq(5, 1)], AckMode::Buffer, 2).is_empty());
+    assert_eq!(d.reply(2), None);
+    assert_eq!(d.machine.log_end_offset(), 3);
+    // It does not come: refused, and only the first batch is flushed.
+    assert_eq!(wait_out_park(&mut d), ["Reply", "Flush"]);
     assert_eq!(d.reply(2), Some(&out_of_order(3, 5)));
     assert_eq!(d.machine.log_end_offset(), 3);
     assert_eq!(d.machine.buffered_bytes(), seq(0, 3).len() as u64);
+    assert_eq!(total_len(&d.pending_flush().data), seq(0, 3).len() as u64);
+    d.settle();
+    assert_eq!(stored_bytes(&d), seq(0, 3).len());
     // The missing batch, then the refused one, are appended.
     d.produce(&[seq(3, 2)], AckMode::Buffer, 3);
     d.produce(&[seq(5, 1)], AckMode::Buffer, 4);
@@ -260,9 +276,18 @@ fn an_old_epoch_is_fenced() {
 fn a_new_epoch_or_an_unknown_producer_starts_at_sequence_zero() {
     let mut d = Driver::writing(config());
     d.produce(&[sent(PRODUCER, 0, 0, 3)], AckMode::Buffer, 1);
-    d.produce(&[sent(PRODUCER, 1, 3, 1)], AckMode::Buffer, 2);
+    // Both are ahead (sequences 0.. may still arrive): parked, then refused.
+    assert!(
+        d.produce(&[sent(PRODUCER, 1, 3, 1)], AckMode::Buffer, 2)
+            .is_empty()
+    );
+    assert!(
+        d.produce(&[sent(OTHER_PRODUCER, 0, 5, 1)], AckMode::Buffer, 3)
+            .is_empty()
+    );
+    assert_eq!(d.machine.log_end_offset(), 3);
+    wait_out_park(&mut d);
     assert_eq!(d.reply(2), Some(&out_of_order(0, 3)));
-    d.produce(&[sent(OTHER_PRODUCER, 0, 5, 1)], AckMode::Buffer, 3);
     assert_eq!(
         d.reply(3),
         Some(&refused(ProducerRejection::UnknownProducer {
@@ -292,8 +317,10 @@ fn a_new_owner_dedupes_batches_the_old_owner_checkpointed() {
     assert_eq!(d.produce(&[seq(0, 4)], AckMode::Durable, 2), ["Reply"]);
     assert_eq!(d.reply(2), Some(&duplicate(0, 3)));
     assert_eq!(d.machine.log_end_offset(), 4);
-    // Its state came along: a gap is refused, the next batch appended.
-    d.produce(&[seq(5, 1)], AckMode::Buffer, 3);
+    // Its state came along: a gap waits for batch 4 (not for batch 0, as
+    // for an unknown producer) and is refused, the next batch appended.
+    assert!(d.produce(&[seq(5, 1)], AckMode::Buffer, 3).is_empty());
+    wait_out_park(&mut d);
     assert_eq!(d.reply(3), Some(&out_of_order(4, 5)));
     d.produce(&[seq(4, 1)], AckMode::Buffer, 4);
     assert_eq!(d.reply(4), Some(&ok(4, 4)));
@@ -404,7 +431,9 @@ fn sequences_wrap_around_to_zero() {
             ProducerRejection::DuplicateSequence { .. }
         )))
     ));
-    d.produce(&[seq(10, 1)], AckMode::Buffer, 6);
+    // After the wrap is ahead: parked, then refused.
+    assert!(d.produce(&[seq(10, 1)], AckMode::Buffer, 6).is_empty());
+    wait_out_park(&mut d);
     assert_eq!(d.reply(6), Some(&out_of_order(3, 10)));
     write_out(&mut d);
     assert_eq!(
@@ -427,8 +456,14 @@ fn a_request_of_several_batches_is_checked_whole() {
     // Its retry: a duplicate, answered with the first's base and the last's end.
     d.produce(&first, AckMode::Buffer, 2);
     assert_eq!(d.reply(2), Some(&duplicate(0, 5)));
-    // A gap in the second batch refuses the first too.
-    d.produce(&[seq(5, 1), seq(7, 1)], AckMode::Buffer, 3);
+    // A gap in the second batch holds back (and in the end refuses) the
+    // first too.
+    assert!(
+        d.produce(&[seq(5, 1), seq(7, 1)], AckMode::Buffer, 3)
+            .is_empty()
+    );
+    assert_eq!(d.machine.log_end_offset(), 6);
+    wait_out_park(&mut d);
     assert_eq!(d.reply(3), Some(&out_of_order(6, 7)));
     assert_eq!(d.machine.log_end_offset(), 6);
     // Retries mixed with new batches: refused (clients never send that).
@@ -457,7 +492,8 @@ fn idle_producers_expire_after_seven_days() {
     let producers = &d.last_published().producers;
     assert_eq!(producers.len(), 1);
     assert_eq!(producers[0].producer_id, OTHER_PRODUCER);
-    d.produce(&[seq(1, 1)], AckMode::Buffer, 3);
+    assert!(d.produce(&[seq(1, 1)], AckMode::Buffer, 3).is_empty());
+    wait_out_park(&mut d);
     assert_eq!(
         d.reply(3),
         Some(&refused(ProducerRejection::UnknownProducer {
@@ -465,4 +501,189 @@ fn idle_producers_expire_after_seven_days() {
             sequence: 1,
         }))
     );
+}
+
+/// Batches 2 and 1 of a producer (in that order) arrive before batch 0:
+/// both wait, and go in right after batch 0, in sequence order.
+fn batches_ahead_wait_for_the_missing_ones(ack: AckMode) {
+    let mut d = Driver::writing(config());
+    let batches = [seq(0, 1), seq(1, 2), seq(3, 3)];
+    assert!(d.produce(&batches[2..3], ack, 2).is_empty());
+    assert!(d.produce(&batches[1..2], ack, 1).is_empty());
+    assert_eq!(d.machine.log_end_offset(), 0);
+    assert!(d.answered().is_empty());
+    assert!(d.flush.is_none());
+    let kinds = d.produce(&batches[0..1], ack, 0);
+    // All three appended in the same call.
+    assert_eq!(d.machine.log_end_offset(), 6);
+    match ack {
+        AckMode::Buffer => {
+            assert_eq!(kinds, ["Reply", "Reply", "Reply"]);
+            assert_eq!(d.answered(), [0, 1, 2]);
+        }
+        AckMode::Durable => {
+            assert_eq!(kinds, ["Flush"]);
+            assert_eq!(d.pending_flush().data.len(), 3);
+            assert_eq!(total_len(&d.pending_flush().data), total_len(&batches));
+        }
+    }
+    write_out(&mut d);
+    assert_eq!(d.answered(), [0, 1, 2]);
+    assert_eq!(d.reply(0), Some(&ok(0, 0)));
+    assert_eq!(d.reply(1), Some(&ok(1, 2)));
+    assert_eq!(d.reply(2), Some(&ok(3, 5)));
+    assert_eq!(
+        d.last_published().producers[0].batches,
+        [
+            remembered(0, 0, 0, 0),
+            remembered(1, 2, 1, 2),
+            remembered(3, 5, 3, 5)
+        ]
+    );
+    assert_eq!(stored_bytes(&d) as u64, total_len(&batches));
+}
+
+#[test]
+fn batches_ahead_wait_for_the_missing_ones_with_buffer_acks() {
+    batches_ahead_wait_for_the_missing_ones(AckMode::Buffer);
+}
+
+#[test]
+fn batches_ahead_wait_for_the_missing_ones_with_durable_acks() {
+    batches_ahead_wait_for_the_missing_ones(AckMode::Durable);
+}
+
+#[test]
+fn a_gap_that_never_fills_is_refused_after_the_park_timeout() {
+    let mut d = Driver::writing(config());
+    d.produce(&[seq(0, 2)], AckMode::Durable, 1);
+    write_out(&mut d);
+    let written = stored_bytes(&d);
+    let parked_at = d.now_ms;
+    // Batch 2.. never arrives.
+    assert!(d.produce(&[seq(5, 1)], AckMode::Durable, 2).is_empty());
+    assert_eq!(
+        d.machine.next_deadline(),
+        Some(d.at(parked_at).instant + PARK_TIMEOUT),
+        "a tick is due when the park times out"
+    );
+    d.advance_to(parked_at + PARK_TIMEOUT.as_millis() as u64 - 1);
+    assert!(d.tick().is_empty(), "still waiting");
+    assert_eq!(d.reply(2), None);
+    d.advance_to(parked_at + PARK_TIMEOUT.as_millis() as u64);
+    assert_eq!(d.tick(), ["Reply"]);
+    assert_eq!(d.reply(2), Some(&out_of_order(2, 5)));
+    // Nothing of it is kept, buffered or written.
+    assert_eq!(d.machine.log_end_offset(), 2);
+    assert_eq!(d.machine.buffered_bytes(), 0);
+    write_out(&mut d);
+    assert_eq!(stored_bytes(&d), written);
+    // The producer carries on from the right sequence, then resends.
+    d.produce(&[seq(2, 3)], AckMode::Buffer, 3);
+    assert_eq!(d.reply(3), Some(&ok(2, 4)));
+    d.produce(&[seq(5, 1)], AckMode::Buffer, 4);
+    assert_eq!(d.reply(4), Some(&ok(5, 5)));
+    write_out(&mut d);
+    assert_eq!(
+        d.last_published().producers[0].batches,
+        [
+            remembered(0, 1, 0, 1),
+            remembered(2, 4, 2, 4),
+            remembered(5, 5, 5, 5)
+        ]
+    );
+    assert_eq!(
+        stored_bytes(&d),
+        written + seq(2, 3).len() + seq(5, 1).len()
+    );
+}
+
+#[test]
+fn stop_answers_parked_requests_with_stopped() {
+    let mut d = Driver::writing(config());
+    assert_eq!(d.produce(&[seq(0, 1)], AckMode::Durable, 1), ["Flush"]);
+    assert!(d.produce(&[seq(2, 1)], AckMode::Buffer, 2).is_empty());
+    assert!(d.produce(&[seq(3, 1)], AckMode::Durable, 3).is_empty());
+    assert_eq!(d.stop(), ["Reply", "Reply", "Reply"]);
+    let mut answered = d.answered();
+    answered.sort_unstable();
+    assert_eq!(answered, [1, 2, 3]);
+    for waiter in 1..=3 {
+        assert_eq!(d.reply(waiter), Some(&Err(WriteRejected::Stopped)));
+    }
+    assert_eq!(d.machine.log_end_offset(), 1);
+}
+
+#[test]
+fn drain_answers_parked_requests_with_stopped_and_writes_the_rest() {
+    let mut d = Driver::writing(config());
+    d.produce(&[seq(0, 1)], AckMode::Buffer, 1);
+    assert!(d.produce(&[seq(2, 1)], AckMode::Durable, 2).is_empty());
+    let actions = d.machine.drain(d.now());
+    assert_eq!(d.absorb(actions), ["Reply", "Flush"]);
+    assert_eq!(d.reply(2), Some(&Err(WriteRejected::Stopped)));
+    d.settle();
+    assert!(d.machine.is_drained());
+    assert_eq!(d.machine.high_watermark(), 1);
+    assert_eq!(stored_bytes(&d), seq(0, 1).len());
+}
+
+#[test]
+fn a_fence_answers_parked_requests_with_the_fence() {
+    let mut d = Driver::writing(config());
+    assert_eq!(d.produce(&[seq(0, 1)], AckMode::Durable, 1), ["Flush"]);
+    assert!(d.produce(&[seq(2, 1)], AckMode::Buffer, 2).is_empty());
+    assert_eq!(d.flush_ok(), ["SaveCheckpoint"]);
+    let kinds = d.save_fenced(EPOCH + 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "Reply").count(), 2);
+    assert!(d.stopped);
+    assert_eq!(d.reply(1), Some(&fenced(EPOCH + 1)));
+    assert_eq!(d.reply(2), Some(&fenced(EPOCH + 1)));
+}
+
+#[test]
+fn a_parked_request_does_not_fill_the_buffer() {
+    let (first, ahead, missing) = (seq(0, 1), seq(2, 1), seq(1, 1));
+    let limit = (first.len() + ahead.len()) as u64;
+    let mut d = Driver::writing(PartitionConfig {
+        max_buffer_bytes: limit,
+        ..config()
+    });
+    d.produce(std::slice::from_ref(&first), AckMode::Buffer, 1);
+    assert!(
+        d.produce(std::slice::from_ref(&ahead), AckMode::Buffer, 2)
+            .is_empty()
+    );
+    // The request that fills the gap must still get in.
+    assert_eq!(d.machine.buffered_bytes(), first.len() as u64);
+    assert!(
+        !d.machine.is_full(),
+        "parked bytes must not hold back the missing batch"
+    );
+    d.produce(std::slice::from_ref(&missing), AckMode::Buffer, 3);
+    assert_eq!(d.answered()[1..], [3, 2]);
+    assert_eq!(
+        d.machine.buffered_bytes(),
+        (first.len() + missing.len() + ahead.len()) as u64
+    );
+    write_out(&mut d);
+}
+
+#[test]
+fn a_producer_parks_at_most_five_requests() {
+    let mut d = Driver::writing(config());
+    d.produce(&[seq(0, 1)], AckMode::Buffer, 1);
+    for (i, sequence) in (2..7).enumerate() {
+        assert!(
+            d.produce(&[seq(sequence, 1)], AckMode::Buffer, 10 + i as u32)
+                .is_empty()
+        );
+    }
+    // A sixth request ahead is refused at once.
+    assert_eq!(d.produce(&[seq(7, 1)], AckMode::Buffer, 20), ["Reply"]);
+    assert_eq!(d.reply(20), Some(&out_of_order(1, 7)));
+    // The gap fills: the five follow in order, in one loop.
+    d.produce(&[seq(1, 1)], AckMode::Buffer, 2);
+    assert_eq!(d.machine.log_end_offset(), 7);
+    write_out(&mut d);
 }
