@@ -94,7 +94,8 @@ pub use admin::{
 pub use consumer::{Consumer, ConsumerBuilder, ConsumerRecord, OffsetReset, RebalanceListener};
 pub use error::{Error, Result};
 pub use producer::{
-    Acks, Delivery, DeliveryFuture, PartitionFn, Partitioner, Producer, ProducerBuilder, Record,
+    Acks, Delivery, DeliveryFuture, PartitionFn, Partitioner, Producer, ProducerBuilder,
+    ProducerStats, Record,
 };
 pub use types::{Header, OffsetSpec, TopicPartition};
 

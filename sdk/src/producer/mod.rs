@@ -60,6 +60,13 @@ pub struct Producer {
     shared: Arc<Shared>,
 }
 
+/// See [`Producer::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    pub retries: u64,
+    pub duplicates: u64,
+}
+
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
@@ -181,6 +188,7 @@ impl Producer {
                     metadata,
                     config,
                     buffer,
+                    stats: Default::default(),
                 }),
                 identity,
                 topics: Mutex::new(Topics::default()),
@@ -372,6 +380,18 @@ impl Producer {
         PartitionHandle {
             shared: partition_shared,
             commands,
+        }
+    }
+
+    /// Counts since the producer was built: requests retried after a
+    /// retriable failure, and retries the server recognised as batches it
+    /// had already written (a lost response: answered with the first
+    /// attempt's offsets, written once).
+    pub fn stats(&self) -> ProducerStats {
+        let stats = &self.shared.context.stats;
+        ProducerStats {
+            retries: stats.retries.load(std::sync::atomic::Ordering::Relaxed),
+            duplicates: stats.duplicates.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

@@ -47,6 +47,14 @@ pub(crate) struct SenderContext {
     pub config: ProducerConfig,
     /// The producer's buffer, in bytes: released as batches complete.
     pub buffer: Arc<Semaphore>,
+    pub stats: Counters,
+}
+
+/// What [`Producer::stats`](super::Producer::stats) reports.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub retries: std::sync::atomic::AtomicU64,
+    pub duplicates: std::sync::atomic::AtomicU64,
 }
 
 /// A new producer id and epoch for idempotent batches.
@@ -285,6 +293,10 @@ impl PartitionSender {
             Ok(answer) => {
                 if let Some(mut batch) = self.queue.succeeded(id) {
                     if answer.duplicate {
+                        self.context
+                            .stats
+                            .duplicates
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::debug!(topic = %self.topic, partition = self.partition,
                             base_offset = answer.base_offset, "a retried batch was already written");
                     }
@@ -294,6 +306,10 @@ impl PartitionSender {
             }
             Err(error) => match judge(&error, self.queue.has_earlier(id)) {
                 Verdict::Retry => {
+                    self.context
+                        .stats
+                        .retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(topic = %self.topic, partition = self.partition, %error, "produce failed; retrying");
                     if let Retry::Expired(group) = self.queue.failed_retriable(id, Instant::now()) {
                         let error = Error::Timeout {
