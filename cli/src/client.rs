@@ -17,6 +17,17 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The addresses in `--server` (comma-separated: the SDK fails over
+    /// between them).
+    pub fn endpoints(&self) -> Vec<String> {
+        self.server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     pub async fn channel(&self) -> anyhow::Result<Channel> {
         let uri = if self.server.contains("://") {
             self.server.clone()

@@ -37,6 +37,20 @@ pub struct Args {
     /// Print "partition:offset:key:" before each value.
     #[arg(long)]
     print_offsets: bool,
+    /// Consume as a member of this consumer group: partitions are shared
+    /// with the group's other members, and what is printed is committed.
+    /// Starts at the group's committed offsets (else at the end, or the
+    /// beginning with --from-beginning) and runs until stopped or --count.
+    #[arg(long, conflicts_with_all = ["partition", "offset", "follow"])]
+    group: Option<String>,
+    /// The group member's session timeout (ms): how long after this
+    /// process dies its partitions go to other members.
+    #[arg(long, default_value_t = 10_000, requires = "group")]
+    session_timeout_ms: u64,
+    /// A static member id that survives restarts (with --group): a restart
+    /// within the session timeout keeps the partitions, without a rebalance.
+    #[arg(long, requires = "group")]
+    instance_id: Option<String>,
 }
 
 /// One record, as printed.
@@ -48,6 +62,20 @@ struct Line {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(group) = &args.group {
+        return crate::group::GroupConsume {
+            server: &args.server,
+            topic: &args.topic,
+            group,
+            from_beginning: args.from_beginning,
+            count: args.count,
+            print_offsets: args.print_offsets,
+            session_timeout: std::time::Duration::from_millis(args.session_timeout_ms),
+            instance_id: args.instance_id.as_deref(),
+        }
+        .run()
+        .await;
+    }
     let channel = args.server.channel().await?;
     let description = args
         .server

@@ -7,6 +7,7 @@ mod client;
 mod cluster;
 mod cluster_admin;
 mod consume;
+mod group;
 mod node;
 mod produce;
 mod serve;
@@ -52,6 +53,9 @@ enum Command {
     Topic(topic::Command),
     /// Produce one message per line of standard input.
     Produce(produce::Args),
+    /// Consumer groups: list, describe (lag), reset offsets, delete.
+    #[command(subcommand)]
+    Group(group::Command),
     /// Print messages' values, one per line.
     Consume(consume::Args),
     /// Measure produce or consume throughput and latency.
@@ -82,6 +86,19 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Server roles log at info from their own start; client verbs
+        // (the SDK inside them) only warnings, unless SLUICE_LOG says more.
+        let server = matches!(
+            cli.command,
+            Command::Standalone(_)
+                | Command::Controller(_)
+                | Command::Coordinator(_)
+                | Command::Proxy(_)
+                | Command::Broker(BrokerCommand { action: None, .. })
+        );
+        if !server {
+            serve::init_logging_at("warn");
+        }
         match cli.command {
             Command::Standalone(args) => standalone::run(args).await,
             Command::Controller(args) => cluster::controller::run(args).await,
@@ -96,6 +113,7 @@ fn main() -> ExitCode {
             Command::Proxy(args) => cluster::proxy::run(args).await,
             Command::Topic(command) => topic::run(command).await,
             Command::Produce(args) => produce::run(args).await,
+            Command::Group(command) => group::run(command).await,
             Command::Consume(args) => consume::run(args).await,
             Command::Bench(command) => bench::run(command).await,
         }

@@ -12,9 +12,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Logs to stderr; `SLUICE_LOG` (or `RUST_LOG`) sets the level, info by default.
 pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Logs to stderr at `default` unless `SLUICE_LOG` (or `RUST_LOG`) says otherwise.
+pub fn init_logging_at(default: &str) {
     let filter = std::env::var("SLUICE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

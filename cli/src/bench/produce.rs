@@ -1,6 +1,8 @@
-//! `sluice bench produce`: many concurrent produce requests, each one
+//! `sluice bench produce`: by default through the SDK's [`Producer`] (what
+//! applications get: batching, linger, idempotence, per-message delivery
+//! futures); with `--raw`, many concurrent produce requests, each one
 //! pre-built record batch (the server writes offsets into its own copy), so
-//! the client does no per-message work while measuring.
+//! the client does no per-message work and the server's capacity is measured.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,8 @@ use hdrhistogram::Histogram;
 use rand::RngCore;
 use sluice_proto::v1;
 use sluice_record::{BatchBuilder, Compression};
+
+use sluice_sdk::{Acks, Producer, Record};
 
 use crate::client::{ServerArgs, data_client};
 use crate::cluster_admin::{VolumeTotals, volume_stats};
@@ -51,10 +55,22 @@ pub struct Args {
     /// segments make the run include segment rolls and object-store merges.
     #[arg(long)]
     segment_bytes: Option<u64>,
+    /// Send pre-built batches with raw gRPC calls instead of the SDK.
+    #[arg(long)]
+    raw: bool,
+    /// SDK: how long a batch waits for more messages (ms).
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// SDK: turn idempotence off (on by default, as in the SDK).
+    #[arg(long)]
+    no_idempotence: bool,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     ensure_topic(&args).await?;
+    if !args.raw {
+        return run_sdk(&args).await;
+    }
     let batch = build_batch(&args)?;
     let batch_bytes = (args.batch_messages * args.message_size) as u64;
     let mut channels = Vec::new();
@@ -114,11 +130,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         batches += sent;
         latencies.add(histogram)?;
     }
-    let elapsed = started.elapsed();
     let messages = batches * args.batch_messages as u64;
+    report(
+        &args,
+        "raw",
+        messages,
+        started.elapsed(),
+        &latencies,
+        storage_before,
+    )
+    .await
+}
+
+/// Prints the run's figures and the storage requests it caused.
+async fn report(
+    args: &Args,
+    client: &str,
+    messages: u64,
+    elapsed: Duration,
+    latencies: &Histogram<u64>,
+    storage_before: Option<VolumeTotals>,
+) -> anyhow::Result<()> {
     let bytes = messages * args.message_size as u64;
     println!(
-        "produce: {messages} messages of {} bytes in {:.2} s, acks={}: {:.0} messages/s, {:.1} MB/s; latency ms p50 {:.2} p99 {:.2} p999 {:.2} max {:.2}",
+        "produce ({client}): {messages} messages of {} bytes in {:.2} s, acks={}: {:.0} messages/s, {:.1} MB/s; latency ms p50 {:.2} p99 {:.2} p999 {:.2} max {:.2}",
         args.message_size,
         elapsed.as_secs_f64(),
         args.acks,
@@ -133,6 +168,69 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         report_storage(&args.server, before, bytes).await?;
     }
     Ok(())
+}
+
+/// The SDK path: one [`Producer`] sends every message; each message's
+/// latency is from `send` to its delivery (awaited in send order, so a
+/// message delivered early counts when the ones before it are).
+async fn run_sdk(args: &Args) -> anyhow::Result<()> {
+    let producer = Producer::builder(args.server.endpoints())
+        .acks(if args.acks == "buffer" {
+            Acks::Buffer
+        } else {
+            Acks::Durable
+        })
+        .compression(args.compression)
+        .linger(Duration::from_millis(args.linger_ms))
+        .batch_bytes((args.batch_messages * args.message_size).max(1024))
+        .max_in_flight(args.in_flight.max(1))
+        .idempotence(!args.no_idempotence)
+        .build()
+        .await?;
+    // A few distinct payloads, shared (the SDK copies each into its batch).
+    let payloads: Vec<Bytes> = (0..16)
+        .map(|_| {
+            let mut value = vec![0u8; args.message_size];
+            rand::rng().fill_bytes(&mut value);
+            Bytes::from(value)
+        })
+        .collect();
+    let storage_before = storage_totals(&args.server).await;
+    let (pending, mut deliveries) = tokio::sync::mpsc::channel(1 << 16);
+    let collector = tokio::spawn(async move {
+        let mut latencies = Histogram::<u64>::new(3)?;
+        let mut delivered = 0u64;
+        while let Some((sent_at, delivery)) = deliveries.recv().await {
+            let delivery: sluice_sdk::DeliveryFuture = delivery;
+            delivery.await.context("a message was not delivered")?;
+            let sent_at: Instant = sent_at;
+            latencies.record(sent_at.elapsed().as_micros() as u64)?;
+            delivered += 1;
+        }
+        anyhow::Ok((delivered, latencies))
+    });
+    let started = Instant::now();
+    let pace = args
+        .rate_mb
+        .map(|rate| Duration::from_secs_f64(args.message_size as f64 / (rate * 1e6)));
+    for i in 0..args.messages {
+        if let Some(pace) = pace {
+            tokio::time::sleep_until((started + pace.mul_f64(i as f64)).into()).await;
+        }
+        let value = payloads[i as usize % payloads.len()].clone();
+        let delivery = producer
+            .send(Record::new(args.topic.clone(), value))
+            .await?;
+        if pending.send((Instant::now(), delivery)).await.is_err() {
+            break;
+        }
+    }
+    drop(pending);
+    producer.flush().await?;
+    let (delivered, latencies) = collector.await??;
+    let elapsed = started.elapsed();
+    producer.close().await?;
+    report(args, "sdk", delivered, elapsed, &latencies, storage_before).await
 }
 
 /// The storage request totals, or `None` (with a note) if the server does not report them.
