@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod cluster;
+pub mod group;
 pub mod load;
 pub mod servers;
 
