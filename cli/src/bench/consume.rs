@@ -19,9 +19,28 @@ pub struct Args {
     /// Bytes asked for per fetch.
     #[arg(long, default_value_t = 8 << 20)]
     max_bytes: u32,
+    /// Consume as this consumer group through the SDK (use a new group
+    /// name: members start at the earliest offset where nothing is committed).
+    #[arg(long)]
+    group: Option<String>,
+    /// Group members, each its own SDK consumer (with --group).
+    #[arg(long, default_value_t = 3, requires = "group")]
+    members: usize,
+    /// Measure a rebalance instead of throughput: this long after the start,
+    /// one member stops without leaving (as if killed), and the time until
+    /// the others own and consume its partitions is reported.
+    #[arg(long, requires = "group")]
+    kill_after_ms: Option<u64>,
+    /// Session timeout of each member (ms).
+    #[arg(long, default_value_t = 10_000, requires = "group")]
+    session_timeout_ms: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.group.is_some() {
+        let (server, topic) = (args.server.clone(), args.topic.clone());
+        return super::group::run(&server, &topic, &args.into_group()).await;
+    }
     let channel = args.server.channel().await?;
     let topic = args
         .server
@@ -84,4 +103,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         super::mb_per_s(bytes, elapsed)
     );
     Ok(())
+}
+
+impl Args {
+    fn into_group(self) -> super::group::GroupArgs {
+        super::group::GroupArgs {
+            group: self.group.unwrap_or_default(),
+            members: self.members.max(1),
+            kill_after: self.kill_after_ms.map(std::time::Duration::from_millis),
+            session_timeout: std::time::Duration::from_millis(self.session_timeout_ms),
+            max_bytes: self.max_bytes,
+        }
+    }
 }

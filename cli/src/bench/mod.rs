@@ -3,6 +3,7 @@
 
 mod consume;
 mod failover;
+mod group;
 mod produce;
 
 use std::time::Duration;
