@@ -146,6 +146,34 @@ impl Checkpoint {
 
     /// Parses the stored form, verifying its CRC.
     pub fn decode(path: &str, bytes: &[u8]) -> Result<Self, LogError> {
+        Self::decode_body(path, bytes, |body| serde_json::from_slice(body))
+    }
+
+    /// [`decode`](Self::decode) for readers (proxies): without the writer's
+    /// retry state (`requests`, `producers`), which can be most of a
+    /// checkpoint and is skipped over instead of built.
+    pub fn decode_for_reading(path: &str, bytes: &[u8]) -> Result<Self, LogError> {
+        Self::decode_body(path, bytes, |body| {
+            serde_json::from_slice::<ReadersPart>(body).map(|c| Checkpoint {
+                sequence: c.sequence,
+                epoch: c.epoch,
+                topic_id: c.topic_id,
+                log_start_offset: c.log_start_offset,
+                high_watermark: c.high_watermark,
+                segments: c.segments,
+                takeovers: c.takeovers,
+                requests: Vec::new(),
+                producers: Vec::new(),
+                written_at_ms: c.written_at_ms,
+            })
+        })
+    }
+
+    fn decode_body(
+        path: &str,
+        bytes: &[u8],
+        parse: impl FnOnce(&[u8]) -> serde_json::Result<Self>,
+    ) -> Result<Self, LogError> {
         let corrupt = |reason: String| LogError::CorruptCheckpoint {
             path: path.to_owned(),
             reason,
@@ -168,8 +196,22 @@ impl Checkpoint {
                 "crc32c is {actual:08x}, header says {expected:08x}"
             )));
         }
-        serde_json::from_slice(body).map_err(|e| corrupt(e.to_string()))
+        parse(body).map_err(|e| corrupt(e.to_string()))
     }
+}
+
+/// What readers need of a checkpoint (unknown fields are skipped).
+#[derive(Deserialize)]
+struct ReadersPart {
+    sequence: u64,
+    epoch: u64,
+    topic_id: String,
+    log_start_offset: i64,
+    high_watermark: i64,
+    segments: Vec<SegmentMeta>,
+    #[serde(default)]
+    takeovers: Vec<u64>,
+    written_at_ms: i64,
 }
 
 /// Reads the newest checkpoint of a partition, if any.
@@ -302,6 +344,37 @@ mod tests {
         ));
         assert!(Checkpoint::decode("p", b"garbage").is_err());
         assert!(Checkpoint::decode("p", b"").is_err());
+    }
+
+    #[test]
+    fn readers_get_everything_but_the_writers_retry_state() {
+        let mut checkpoint = sample();
+        checkpoint.requests = vec![RequestRecord {
+            id: "r1".into(),
+            base_offset: 0,
+            last_offset: 0,
+            at_ms: 5,
+        }];
+        checkpoint.producers = vec![ProducerRecord {
+            producer_id: 1000,
+            epoch: 0,
+            batches: vec![ProducerBatch {
+                first_seq: 0,
+                last_seq: 0,
+                base_offset: 0,
+                last_offset: 0,
+            }],
+            last_append_ms: 5,
+        }];
+        let bytes = checkpoint.encode();
+        let read = Checkpoint::decode_for_reading("p", &bytes).expect("decode");
+        checkpoint.requests.clear();
+        checkpoint.producers.clear();
+        assert_eq!(read, checkpoint);
+        let mut damaged = bytes.to_vec();
+        let last = damaged.len() - 3;
+        damaged[last] ^= 0x01;
+        assert!(Checkpoint::decode_for_reading("p", &damaged).is_err());
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl ClusterBackend {
             }
             let key = PartitionKey::new(update.topic.as_str(), update.partition);
             let path = format!("{key} (from broker {addr})");
-            let checkpoint = match Checkpoint::decode(&path, &update.checkpoint) {
+            let checkpoint = match Checkpoint::decode_for_reading(&path, &update.checkpoint) {
                 Ok(checkpoint) => checkpoint,
                 Err(e) => {
                     tracing::error!(partition = %key, error = %e, "ignoring a bad checkpoint update");
@@ -256,8 +256,16 @@ impl Backend for ClusterBackend {
         let key = PartitionKey::new(topic, partition);
         let deadline = Instant::now() + PRODUCE_RETRY_FOR;
         // The same id on every attempt: a retry of an attempt that was
-        // written after all is answered, not written twice.
-        let request_id = format!("{:032x}", rand::random::<u128>());
+        // written after all is answered, not written twice. Idempotent
+        // producers' batches need none: their sequences do that, and the
+        // ids would only swell every checkpoint.
+        let idempotent = sluice_record::BatchHeader::parse(&records)
+            .is_ok_and(|header| header.has_producer_id());
+        let request_id = if idempotent {
+            String::new()
+        } else {
+            format!("{:032x}", rand::random::<u128>())
+        };
         let mut changes = self.changed.subscribe();
         let mut delay = Duration::from_millis(20);
         loop {

@@ -37,9 +37,12 @@ pub struct Args {
     /// durable or buffer.
     #[arg(long, default_value = "durable", value_parser = ["durable", "buffer"])]
     acks: String,
-    /// Messages per record batch (one batch per request).
+    /// --raw: messages per record batch (one batch per request).
     #[arg(long, default_value_t = 128)]
     batch_messages: usize,
+    /// SDK: largest batch the producer builds (bytes; default the SDK's, 1 MiB).
+    #[arg(long)]
+    batch_bytes: Option<usize>,
     /// Requests in flight per partition.
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
@@ -174,7 +177,11 @@ async fn report(
 /// latency is from `send` to its delivery (awaited in send order, so a
 /// message delivered early counts when the ones before it are).
 async fn run_sdk(args: &Args) -> anyhow::Result<()> {
-    let producer = Producer::builder(args.server.endpoints())
+    let mut builder = Producer::builder(args.server.endpoints());
+    if let Some(bytes) = args.batch_bytes {
+        builder = builder.batch_bytes(bytes);
+    }
+    let producer = builder
         .acks(if args.acks == "buffer" {
             Acks::Buffer
         } else {
@@ -182,7 +189,6 @@ async fn run_sdk(args: &Args) -> anyhow::Result<()> {
         })
         .compression(args.compression)
         .linger(Duration::from_millis(args.linger_ms))
-        .batch_bytes((args.batch_messages * args.message_size).max(1024))
         .max_in_flight(args.in_flight.max(1))
         .idempotence(!args.no_idempotence)
         .build()
