@@ -322,6 +322,29 @@ impl Cluster {
         Ok(())
     }
 
+    /// A controller with extra flags (e.g. `--coordinator false`).
+    pub fn add_controller_with(&mut self, i: usize, flags: &[&str]) -> anyhow::Result<()> {
+        let mut args = self.common("controller");
+        args.extend(flags.iter().map(|f| f.to_string()));
+        self.controllers.push(Node::start(
+            &format!("controller-{i}"),
+            self.dir.path(),
+            args,
+        )?);
+        Ok(())
+    }
+
+    /// A `sluice coordinator` process (kept with the controllers).
+    pub fn add_coordinator(&mut self, i: usize) -> anyhow::Result<()> {
+        let args = self.common("coordinator");
+        self.controllers.push(Node::start(
+            &format!("coordinator-{i}"),
+            self.dir.path(),
+            args,
+        )?);
+        Ok(())
+    }
+
     pub fn add_broker(&mut self, id: u64, flags: &[&str]) -> anyhow::Result<()> {
         let mut args = self.common("broker");
         args.extend(["--id".to_owned(), id.to_string()]);

@@ -249,3 +249,36 @@ async fn the_group_resumes_after_the_coordinator_is_killed() -> anyhow::Result<(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_of_its_own_serves_groups() -> anyhow::Result<()> {
+    // The controller assigns partitions only; `sluice coordinator` runs the groups.
+    let mut cluster = Cluster::start(0, 1, 1, &[])?;
+    cluster.add_controller_with(0, &["--coordinator", "false"])?;
+    cluster.add_coordinator(0)?;
+    let server = cluster.proxy_addrs()[0].clone();
+    cluster.create_topic("orders", 4).await?;
+    let member =
+        SdkMember::start(&server, "apart", "orders", Duration::from_secs(10), true).await?;
+    produce(&server, "orders", 0..100).await?;
+    let admin = Admin::connect([server.clone()]).await?;
+    wait_for("100 messages consumed and committed", PATIENCE, || async {
+        let g = admin.describe_group("apart").await?;
+        let committed: i64 = g.offsets.iter().map(|o| o.committed).sum();
+        Ok((committed == 100).then_some(()))
+    })
+    .await?;
+    let values: BTreeSet<String> = member.seen().values.into_iter().collect();
+    assert_eq!(values, expected(0..100));
+    let controller = cluster.controllers[0].log();
+    let coordinator = cluster.controllers[1].log();
+    assert!(
+        !controller.contains("coordinating consumer groups"),
+        "{controller}"
+    );
+    assert!(
+        coordinator.contains("coordinating consumer groups"),
+        "{coordinator}"
+    );
+    Ok(())
+}
