@@ -313,13 +313,7 @@ impl Cluster {
     }
 
     pub fn add_controller(&mut self, i: usize) -> anyhow::Result<()> {
-        let args = self.common("controller");
-        self.controllers.push(Node::start(
-            &format!("controller-{i}"),
-            self.dir.path(),
-            args,
-        )?);
-        Ok(())
+        self.add_controller_with(i, &[])
     }
 
     /// A controller with extra flags (e.g. `--coordinator false`).

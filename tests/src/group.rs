@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use sluice_sdk::{Consumer, OffsetReset, TopicPartition};
+use sluice_sdk::{Consumer, OffsetReset, Producer, Record, TopicPartition};
 use tokio::task::JoinHandle;
 
 use crate::sluice_bin;
@@ -166,4 +166,29 @@ impl Drop for SdkMember {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Sends `m-<i>` for each i in `range`, keyed `k-<i>`, through the SDK, and
+/// waits for every delivery.
+pub async fn produce_numbered(
+    server: &str,
+    topic: &str,
+    range: std::ops::Range<u32>,
+) -> anyhow::Result<()> {
+    let producer = Producer::builder([server.to_owned()]).build().await?;
+    let mut deliveries = Vec::new();
+    for i in range {
+        let record = Record::new(topic, format!("m-{i}")).with_key(format!("k-{i}"));
+        deliveries.push(producer.send(record).await?);
+    }
+    for delivery in deliveries {
+        delivery.await?;
+    }
+    producer.close().await?;
+    Ok(())
+}
+
+/// The values [`produce_numbered`] sends for `range`.
+pub fn numbered(range: std::ops::Range<u32>) -> BTreeSet<String> {
+    range.map(|i| format!("m-{i}")).collect()
 }

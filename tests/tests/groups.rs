@@ -6,34 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use sluice_sdk::{Admin, Producer, Record};
+use sluice_sdk::Admin;
 use sluice_tests::cluster::Cluster;
-use sluice_tests::group::{CliMember, SdkMember};
+use sluice_tests::group::{CliMember, SdkMember, numbered, produce_numbered};
 use sluice_tests::wait_for;
 
 const PARTITIONS: u32 = 12;
 const SESSION: Duration = Duration::from_secs(3);
 /// Time for what the system must do: generous, not a performance figure.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Sends `range` as keyed messages `m-<i>` and waits for every delivery.
-async fn produce(server: &str, topic: &str, range: std::ops::Range<u32>) -> anyhow::Result<()> {
-    let producer = Producer::builder([server.to_owned()]).build().await?;
-    let mut deliveries = Vec::new();
-    for i in range {
-        let record = Record::new(topic, format!("m-{i}")).with_key(format!("k-{i}"));
-        deliveries.push(producer.send(record).await?);
-    }
-    for delivery in deliveries {
-        delivery.await?;
-    }
-    producer.close().await?;
-    Ok(())
-}
-
-fn expected(range: std::ops::Range<u32>) -> BTreeSet<String> {
-    range.map(|i| format!("m-{i}")).collect()
-}
 
 /// Partitions per member id, from the coordinator.
 async fn assignment(admin: &Admin, group: &str) -> anyhow::Result<BTreeMap<String, usize>> {
@@ -50,7 +31,7 @@ async fn three_members_share_twelve_partitions_and_survive_a_kill9() -> anyhow::
     let cluster = Cluster::start(1, 2, 1, &[])?;
     let server = cluster.proxy_addrs()[0].clone();
     cluster.create_topic("orders", PARTITIONS).await?;
-    produce(&server, "orders", 0..1200).await?;
+    produce_numbered(&server, "orders", 0..1200).await?;
     let admin = Admin::connect([server.clone()]).await?;
     let dir = tempfile::tempdir()?;
     let mut members = Vec::new();
@@ -75,7 +56,7 @@ async fn three_members_share_twelve_partitions_and_survive_a_kill9() -> anyhow::
     };
     wait_for("the first 1200 messages processed", PATIENCE, || async {
         Ok(union(&members)
-            .is_superset(&expected(0..1200))
+            .is_superset(&numbered(0..1200))
             .then_some(()))
     })
     .await?;
@@ -100,13 +81,13 @@ async fn three_members_share_twelve_partitions_and_survive_a_kill9() -> anyhow::
         killed.elapsed()
     );
 
-    produce(&server, "orders", 1200..2400).await?;
+    produce_numbered(&server, "orders", 1200..2400).await?;
     wait_for(
         "every message processed at least once",
         PATIENCE,
         || async {
             Ok(union(&members)
-                .is_superset(&expected(0..2400))
+                .is_superset(&numbered(0..2400))
                 .then_some(()))
         },
     )
@@ -114,7 +95,7 @@ async fn three_members_share_twelve_partitions_and_survive_a_kill9() -> anyhow::
     let printed: Vec<String> = members.iter().flat_map(|m| m.values()).collect();
     let unknown: Vec<&String> = printed
         .iter()
-        .filter(|v| !expected(0..2400).contains(*v))
+        .filter(|v| !numbered(0..2400).contains(*v))
         .collect();
     assert!(
         unknown.is_empty(),
@@ -181,7 +162,7 @@ async fn the_group_resumes_after_the_coordinator_is_killed() -> anyhow::Result<(
         SdkMember::start(&server, "g", "orders", Duration::from_secs(10), true).await?,
         SdkMember::start(&server, "g", "orders", Duration::from_secs(10), true).await?,
     ];
-    produce(&server, "orders", 0..400).await?;
+    produce_numbered(&server, "orders", 0..400).await?;
     let fully_committed = || async {
         let g = admin.describe_group("g").await?;
         let done = g.offsets.len() == 4 && g.offsets.iter().all(|o| o.lag == Some(0));
@@ -210,7 +191,7 @@ async fn the_group_resumes_after_the_coordinator_is_killed() -> anyhow::Result<(
     let mut cluster = cluster;
     cluster.controllers[leader].kill9();
 
-    produce(&server, "orders", 400..800).await?;
+    produce_numbered(&server, "orders", 400..800).await?;
     let after = wait_for(
         "all 800 committed through the new coordinator",
         PATIENCE,
@@ -236,7 +217,7 @@ async fn the_group_resumes_after_the_coordinator_is_killed() -> anyhow::Result<(
         );
     }
     let values: BTreeSet<String> = members.iter().flat_map(|m| m.seen().values).collect();
-    assert_eq!(values, expected(0..800), "every message consumed");
+    assert_eq!(values, numbered(0..800), "every message consumed");
     println!(
         "generation {} before, {} after the failover; members {:?}",
         before.generation,
@@ -260,7 +241,7 @@ async fn a_coordinator_of_its_own_serves_groups() -> anyhow::Result<()> {
     cluster.create_topic("orders", 4).await?;
     let member =
         SdkMember::start(&server, "apart", "orders", Duration::from_secs(10), true).await?;
-    produce(&server, "orders", 0..100).await?;
+    produce_numbered(&server, "orders", 0..100).await?;
     let admin = Admin::connect([server.clone()]).await?;
     wait_for("100 messages consumed and committed", PATIENCE, || async {
         let g = admin.describe_group("apart").await?;
@@ -269,7 +250,7 @@ async fn a_coordinator_of_its_own_serves_groups() -> anyhow::Result<()> {
     })
     .await?;
     let values: BTreeSet<String> = member.seen().values.into_iter().collect();
-    assert_eq!(values, expected(0..100));
+    assert_eq!(values, numbered(0..100));
     let controller = cluster.controllers[0].log();
     let coordinator = cluster.controllers[1].log();
     assert!(

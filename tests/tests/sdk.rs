@@ -18,6 +18,7 @@ use sluice_sdk::{
     Admin, Compression, Consumer, ConsumerRecord, Error, OffsetReset, Partitioner, Producer,
     RebalanceListener, Record, ResetTo, TopicConfig, TopicPartition, async_trait,
 };
+use sluice_tests::group::{numbered, produce_numbered};
 use sluice_tests::{Standalone, read_all, read_batches, wait_for};
 
 /// Time for what the system must do: generous, not a performance figure.
@@ -1013,30 +1014,11 @@ impl RebalanceListener for Recorder {
     }
 }
 
-/// Sends `m-<i>` for `range`, keyed, and waits for every delivery.
-async fn produce(server: &str, topic: &str, range: std::ops::Range<u32>) -> anyhow::Result<()> {
-    let producer = Producer::builder([server.to_owned()]).build().await?;
-    let mut deliveries = Vec::new();
-    for i in range {
-        let record = Record::new(topic, format!("m-{i}")).with_key(format!("k-{i}"));
-        deliveries.push(producer.send(record).await?);
-    }
-    for delivery in deliveries {
-        delivery.await?;
-    }
-    producer.close().await?;
-    Ok(())
-}
-
-fn expected(range: std::ops::Range<u32>) -> BTreeSet<String> {
-    range.map(|i| format!("m-{i}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_member_gets_every_partition_and_close_leaves_at_once() -> anyhow::Result<()> {
     let server = Standalone::start_temp(&[])?;
     server.create_topic("orders", 4, None).await?;
-    produce(&server.server(), "orders", 0..100).await?;
+    produce_numbered(&server.server(), "orders", 0..100).await?;
     let recorder = Arc::new(Recorder::default());
     let session = Duration::from_secs(60);
     let mut consumer = Consumer::builder([server.server()])
@@ -1056,7 +1038,7 @@ async fn a_single_member_gets_every_partition_and_close_leaves_at_once() -> anyh
     assert_eq!(values.len(), 100, "each message once");
     assert_eq!(
         values.into_iter().collect::<BTreeSet<_>>(),
-        expected(0..100)
+        numbered(0..100)
     );
 
     let all = partitions_of("orders", 4);
@@ -1105,7 +1087,7 @@ async fn a_single_member_gets_every_partition_and_close_leaves_at_once() -> anyh
 async fn auto_commit_commits_positions_every_interval_and_on_close() -> anyhow::Result<()> {
     let server = Standalone::start_temp(&[])?;
     server.create_topic("auto", 3, None).await?;
-    produce(&server.server(), "auto", 0..90).await?;
+    produce_numbered(&server.server(), "auto", 0..90).await?;
     let admin = Admin::connect([server.server()]).await?;
     let lags = |group: &sluice_sdk::GroupDescription| -> Vec<Option<i64>> {
         group.offsets.iter().map(|o| o.lag).collect()
@@ -1136,11 +1118,11 @@ async fn auto_commit_commits_positions_every_interval_and_on_close() -> anyhow::
         );
     }
     assert_eq!(values.len(), 90);
-    assert_eq!(values.into_iter().collect::<BTreeSet<_>>(), expected(0..90));
+    assert_eq!(values.into_iter().collect::<BTreeSet<_>>(), numbered(0..90));
     consumer.close().await?;
 
     // An interval that never comes: close commits.
-    produce(&server.server(), "auto", 90..120).await?;
+    produce_numbered(&server.server(), "auto", 90..120).await?;
     let mut consumer = Consumer::builder([server.server()])
         .group("auto")
         .auto_commit(Some(Duration::from_secs(3600)))
@@ -1149,7 +1131,7 @@ async fn auto_commit_commits_positions_every_interval_and_on_close() -> anyhow::
     consumer.subscribe(["auto"])?;
     let records = poll_n(&mut consumer, 30).await?;
     let values: BTreeSet<String> = records.iter().map(|r| text(r.value.as_deref())).collect();
-    assert_eq!(values, expected(90..120), "from the committed offsets on");
+    assert_eq!(values, numbered(90..120), "from the committed offsets on");
     let group = admin.describe_group("auto").await?;
     assert_eq!(
         group.offsets.iter().filter_map(|o| o.lag).sum::<i64>(),
@@ -1220,7 +1202,7 @@ async fn members_share_partitions_and_the_listener_sees_each_rebalance() -> anyh
     server.create_topic("shared", 4, None).await?;
     let admin = Admin::connect([server.server()]).await?;
     let all = partitions_of("shared", 4);
-    produce(&server.server(), "shared", 0..200).await?;
+    produce_numbered(&server.server(), "shared", 0..200).await?;
     let member = |listener: Option<Arc<Recorder>>| {
         let mut builder = Consumer::builder([server.server()])
             .group("pair")
@@ -1255,7 +1237,7 @@ async fn members_share_partitions_and_the_listener_sees_each_rebalance() -> anyh
     let first = member(Some(recorder.clone())).await?;
     wait_for("the first member to own everything", PATIENCE, owned(1)).await?;
     wait_for("the first 200 messages", PATIENCE, || async {
-        Ok(first.values().is_superset(&expected(0..200)).then_some(()))
+        Ok(first.values().is_superset(&numbered(0..200)).then_some(()))
     })
     .await?;
 
@@ -1295,11 +1277,11 @@ async fn members_share_partitions_and_the_listener_sees_each_rebalance() -> anyh
         "the newcomer owns what the first gave up ({given_up:?}): {:?}",
         group.members
     );
-    produce(&server.server(), "shared", 200..400).await?;
+    produce_numbered(&server.server(), "shared", 200..400).await?;
     wait_for("messages 200..400 read by the two", PATIENCE, || async {
         let mut union = first.values();
         union.extend(second.values());
-        Ok(union.is_superset(&expected(0..400)).then_some(()))
+        Ok(union.is_superset(&numbered(0..400)).then_some(()))
     })
     .await?;
 
@@ -1329,17 +1311,17 @@ async fn members_share_partitions_and_the_listener_sees_each_rebalance() -> anyh
             Event::Assigned(given_up)
         ]
     );
-    produce(&server.server(), "shared", 400..500).await?;
+    produce_numbered(&server.server(), "shared", 400..500).await?;
     wait_for("messages 400..500 read by the first", PATIENCE, || async {
         Ok(first
             .values()
-            .is_superset(&expected(400..500))
+            .is_superset(&numbered(400..500))
             .then_some(()))
     })
     .await?;
     let mut union = first.close().await?;
     union.extend(second_values);
-    assert_eq!(union, expected(0..500), "every message, nothing else");
+    assert_eq!(union, numbered(0..500), "every message, nothing else");
     Ok(())
 }
 

@@ -346,11 +346,21 @@ impl Coordinator {
             entry.group.join(request, id, tx, topics, now)
         })
         .await?;
+        // The join may have completed the rebalance: save the generation.
+        self.answer(group, rx).await
+    }
+
+    /// Waits for a join's or sync's answer, then saves the group if that
+    /// answer came with a new generation.
+    async fn answer<T>(
+        &self,
+        group: &str,
+        rx: oneshot::Receiver<Result<T, GroupError>>,
+    ) -> Result<T, GroupError> {
         let result = tokio::select! {
             result = rx => result.map_err(|_| GroupError::NotCoordinator)?,
             _ = self.cancel.cancelled() => Err(GroupError::NotCoordinator),
         };
-        // The join may have completed the rebalance: save the generation.
         self.with_group(group, |_, _, _| ()).await?;
         result
     }
@@ -393,12 +403,7 @@ impl Coordinator {
                 .sync(member_id, generation, assignments, tx, now)
         })
         .await?;
-        let result = tokio::select! {
-            result = rx => result.map_err(|_| GroupError::NotCoordinator)?,
-            _ = self.cancel.cancelled() => Err(GroupError::NotCoordinator),
-        };
-        self.with_group(group, |_, _, _| ()).await?;
-        result
+        self.answer(group, rx).await
     }
 
     /// A heartbeat, held up to `max_wait` unless a rebalance starts.
