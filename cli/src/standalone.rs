@@ -5,18 +5,19 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sluice_broker::{Broker, BrokerConfig};
+use sluice_controller::coordinator::{Coordinator, CoordinatorSlot, GroupsService};
+use sluice_controller::{TopicAdmin, leader};
+use sluice_metadata::records::{self, BrokerRecord, TopicConfig};
+use sluice_metadata::{EmbeddedStore, LeaseKeeper, MetadataStore, Op, ProducerIds, keys};
+use sluice_proxy::{AdminService, LocalBackend, SluiceService};
+use tokio_util::sync::CancellationToken;
 
 use crate::node::{FileConfig, WriteArgs};
 use crate::serve::{self, init_logging, shutdown_signal};
-use sluice_controller::TopicAdmin;
-use sluice_controller::coordinator::{Coordinator, CoordinatorSlot, GroupsService};
-use sluice_metadata::records::TopicConfig;
-use sluice_metadata::{EmbeddedStore, ProducerIds};
-use sluice_proxy::{AdminService, LocalBackend, SluiceService};
-use tokio_util::sync::CancellationToken;
 
 /// The only broker of a standalone process.
 const BROKER_ID: u64 = 0;
@@ -128,6 +129,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let cancel = CancellationToken::new();
     serve::cancel_on_signal(signal, cancel.clone());
+    let keeper = register(metadata.clone(), grpc_addr).await?;
     // The only coordinator there is: no election, no fence.
     let groups = CoordinatorSlot::default();
     groups.set(Some(
@@ -148,10 +150,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .add_service(GroupsService::new(groups).into_server());
     let served = serve::serve(router, listener, cancel).await;
+    let _ = keeper.release().await;
     // Partitions flush what they buffered and save a last checkpoint.
     broker.shutdown().await;
     tracing::info!("stopped");
     served
+}
+
+/// Shows this process in `sluice cluster status` as what it is: the
+/// broker, the proxy and the controller. Bound to a lease, so the records
+/// go with the process.
+async fn register(
+    metadata: Arc<EmbeddedStore>,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<LeaseKeeper> {
+    let keeper = LeaseKeeper::grant(metadata.clone(), Duration::from_secs(10)).await?;
+    let broker = BrokerRecord {
+        addr: addr.to_string(),
+        zone: None,
+    };
+    let ops = vec![
+        Op::Put {
+            key: keys::broker(BROKER_ID),
+            value: records::encode(&broker),
+            lease: Some(keeper.id()),
+        },
+        Op::Put {
+            key: format!("{}/proxies/{addr}", keys::ROOT),
+            value: addr.to_string().into_bytes(),
+            lease: Some(keeper.id()),
+        },
+    ];
+    metadata.txn(vec![], ops).await?;
+    metadata
+        .campaign(leader::ELECTION, addr.to_string().into_bytes(), keeper.id())
+        .await?;
+    Ok(keeper)
 }
 
 pub fn topic_defaults(broker: &BrokerConfig) -> TopicConfig {

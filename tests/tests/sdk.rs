@@ -1390,20 +1390,23 @@ async fn admin_creates_lists_describes_grows_and_deletes_topics() -> anyhow::Res
     assert_eq!((delivery.partition, delivery.offset), (4, 0));
     producer.close().await?;
 
-    // A standalone is broker 0, holding every partition. (It registers
-    // neither its broker's address nor its proxy, so it reports broker 0
-    // as not live and its partitions as unowned: not checked here.)
+    // A standalone is broker 0, holding every partition, and its own
+    // proxy and controller.
     let status = admin.cluster_status().await?;
-    let brokers: Vec<(u64, u32)> = status
+    let me = server.server();
+    let brokers: Vec<(u64, Option<String>, bool, u32)> = status
         .brokers
         .iter()
-        .map(|b| (b.id, b.partitions))
+        .map(|b| (b.id, b.address.clone(), b.live, b.partitions))
         .collect();
     assert_eq!(
         brokers,
-        [(0, 6)],
+        [(0, Some(me.clone()), true, 6)],
         "5 + 1 partitions on broker 0: {status:?}"
     );
+    assert_eq!(status.proxies, [me.clone()]);
+    assert_eq!(status.controller, Some(me));
+    assert_eq!(status.unowned_partitions, 0);
 
     admin.delete_topic("events").await?;
     let names: Vec<String> = admin
