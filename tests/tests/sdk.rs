@@ -1404,7 +1404,7 @@ async fn admin_creates_lists_describes_grows_and_deletes_topics() -> anyhow::Res
         [(0, Some(me.clone()), true, 6)],
         "5 + 1 partitions on broker 0: {status:?}"
     );
-    assert_eq!(status.proxies, [me.clone()]);
+    assert_eq!(status.proxies, std::slice::from_ref(&me));
     assert_eq!(status.controller, Some(me));
     assert_eq!(status.unowned_partitions, 0);
 
