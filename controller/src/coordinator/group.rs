@@ -36,6 +36,12 @@ pub const SLUICE_PROTOCOL: &str = "sluice";
 pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_millis(500);
 pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// Most members one group may have.
+pub const MAX_MEMBERS: usize = 1000;
+/// Member ids replaced by a static member's new incarnation, remembered
+/// so the old incarnation is told it is fenced.
+const FENCED_KEPT: usize = 1000;
+
 /// The assignors of `sluice` groups, in the default order of preference.
 pub const ASSIGNORS: [&str; 3] = [assign::STICKY, assign::RANGE, assign::ROUND_ROBIN];
 
@@ -147,6 +153,9 @@ impl Member {
 /// and assignments and simply go on heartbeating).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct GroupSnapshot {
+    /// The state when saved (older snapshots have none: stable).
+    #[serde(default)]
+    pub state: Option<GroupState>,
     pub generation: i32,
     pub protocol_type: Option<String>,
     pub protocol: Option<String>,
@@ -170,6 +179,8 @@ pub struct Group {
     rebalances: u64,
     /// A new generation (or a membership change) not saved yet.
     dirty: bool,
+    /// Ids of static members' replaced incarnations, oldest first.
+    fenced: std::collections::VecDeque<(String, String)>,
 }
 
 impl Group {
@@ -185,6 +196,7 @@ impl Group {
             rebalance_deadline: None,
             rebalances: 0,
             dirty: false,
+            fenced: std::collections::VecDeque::new(),
         }
     }
 
@@ -192,6 +204,7 @@ impl Group {
     /// session starting now.
     pub fn restore(name: &str, snapshot: GroupSnapshot, now: Instant) -> Self {
         let mut group = Self::new(name);
+        let snapshot_state = snapshot.state;
         group.generation = snapshot.generation;
         group.protocol_type = snapshot.protocol_type;
         group.protocol = snapshot.protocol;
@@ -205,13 +218,14 @@ impl Group {
                 .members
                 .values()
                 .all(|m| !m.assignment_bytes.is_empty());
+        let stable = snapshot_state.is_none_or(|s| s == GroupState::Stable);
         if group.members.is_empty() {
             group.state = GroupState::Empty;
-        } else if synced {
+        } else if synced && stable {
             group.state = GroupState::Stable;
         } else {
-            // A leader-assigned group saved before its leader's SyncGroup:
-            // the assignment is lost, so the members rejoin.
+            // Saved mid-rebalance, or a leader-assigned group saved before
+            // its leader's SyncGroup: the members rejoin.
             group.state = GroupState::Stable;
             group.prepare_rebalance(now);
         }
@@ -261,6 +275,7 @@ impl Group {
 
     pub fn snapshot(&self) -> GroupSnapshot {
         GroupSnapshot {
+            state: Some(self.state),
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol: self.protocol.clone(),
@@ -284,6 +299,46 @@ impl Group {
                     sync_waiter: None,
                 })
                 .collect(),
+        }
+    }
+
+    /// A stable `sluice` group leaves some partition of its topics without
+    /// an owner (`partitions` are the topics' counts).
+    pub fn uncovered(&self, partitions: &BTreeMap<String, u32>) -> bool {
+        if self.state != GroupState::Stable
+            || self.protocol_type.as_deref() != Some(SLUICE_PROTOCOL)
+        {
+            return false;
+        }
+        let topics: BTreeSet<&String> = self.members.values().flat_map(|m| &m.topics).collect();
+        topics.into_iter().any(|topic| {
+            let count = partitions.get(topic).copied().unwrap_or(0) as usize;
+            let owned: BTreeSet<u32> = self
+                .members
+                .values()
+                .filter_map(|m| m.assignment.get(topic))
+                .flatten()
+                .copied()
+                .collect();
+            owned.len() < count
+        })
+    }
+
+    /// A member's session timeout.
+    pub fn session_timeout(&self, member_id: &str) -> Option<Duration> {
+        self.members.get(member_id).map(|m| m.session_timeout)
+    }
+
+    /// The error for a member id not in the group: fenced if a static
+    /// member's newer incarnation replaced it.
+    fn unknown(&self, member_id: &str) -> GroupError {
+        match self.fenced.iter().find(|(id, _)| id == member_id) {
+            Some((_, instance)) => GroupError::FencedInstance {
+                instance: instance.clone(),
+            },
+            None => GroupError::UnknownMember {
+                member: member_id.to_owned(),
+            },
         }
     }
 
@@ -323,6 +378,11 @@ impl Group {
             });
             match previous.and_then(|old| self.members.remove(&old).map(|m| (old, m))) {
                 Some((old, mut member)) => {
+                    let instance = request.instance_id.clone().unwrap_or_default();
+                    self.fenced.push_back((old.clone(), instance));
+                    if self.fenced.len() > FENCED_KEPT {
+                        self.fenced.pop_front();
+                    }
                     if let Some(w) = member.join_waiter.take() {
                         let _ = w.send(Err(GroupError::FencedInstance {
                             instance: request.instance_id.clone().unwrap_or_default(),
@@ -372,10 +432,9 @@ impl Group {
                 }
             }
         } else {
+            let missing = self.unknown(&request.member_id);
             let Some(member) = self.members.get_mut(&request.member_id) else {
-                let _ = waiter.send(Err(GroupError::UnknownMember {
-                    member: request.member_id.clone(),
-                }));
+                let _ = waiter.send(Err(missing));
                 return;
             };
             member.protocols = request.protocols.clone();
@@ -408,6 +467,26 @@ impl Group {
         {
             return Err(GroupError::InvalidSessionTimeout {
                 ms: request.session_timeout.as_millis() as u64,
+            });
+        }
+        if request.rebalance_timeout > MAX_SESSION_TIMEOUT {
+            return Err(GroupError::InvalidRequest {
+                reason: format!(
+                    "rebalance timeout {} ms is over the maximum of 30 minutes",
+                    request.rebalance_timeout.as_millis()
+                ),
+            });
+        }
+        let joining = request.member_id.is_empty()
+            && request.instance_id.as_ref().is_none_or(|i| {
+                !self
+                    .members
+                    .values()
+                    .any(|m| m.instance_id.as_ref() == Some(i))
+            });
+        if joining && self.members.len() >= MAX_MEMBERS {
+            return Err(GroupError::InvalidRequest {
+                reason: format!("the group has the maximum of {MAX_MEMBERS} members"),
             });
         }
         if request.protocols.is_empty() {
@@ -506,7 +585,10 @@ impl Group {
     /// New generation: drop members that did not rejoin, pick the
     /// protocol and leader, assign (`sluice`), answer the joins.
     fn complete_join(&mut self, partitions: &BTreeMap<String, u32>, now: Instant) {
-        self.members.retain(|_, m| m.joined);
+        // A member whose join call was abandoned (its caller went away)
+        // never learns its id or partitions: it is not part of the generation.
+        self.members
+            .retain(|_, m| m.joined && !m.join_waiter.as_ref().is_some_and(|w| w.is_closed()));
         self.rebalance_deadline = None;
         self.generation = self.generation.wrapping_add(1).max(1);
         self.dirty = true;
@@ -548,7 +630,7 @@ impl Group {
     }
 
     /// The protocol most members prefer among those all support (ties: the
-    /// leader's order).
+    /// order of the first member by id).
     fn select_protocol(&self) -> Option<String> {
         let first = self.members.values().next()?;
         let candidates: Vec<&str> = first
@@ -704,9 +786,7 @@ impl Group {
         let member = self
             .members
             .get(member_id)
-            .ok_or_else(|| GroupError::UnknownMember {
-                member: member_id.to_owned(),
-            })?;
+            .ok_or_else(|| self.unknown(member_id))?;
         if generation != self.generation {
             return Err(GroupError::IllegalGeneration {
                 got: generation,
@@ -723,12 +803,8 @@ impl Group {
         generation: i32,
         now: Instant,
     ) -> Result<bool, GroupError> {
-        let member = self
-            .members
-            .get_mut(member_id)
-            .ok_or_else(|| GroupError::UnknownMember {
-                member: member_id.to_owned(),
-            })?;
+        let missing = self.unknown(member_id);
+        let member = self.members.get_mut(member_id).ok_or(missing)?;
         member.session_deadline = Some(now + member.session_timeout);
         if self.state == GroupState::PreparingRebalance {
             return Ok(true);
@@ -749,12 +825,8 @@ impl Group {
         partitions: &BTreeMap<String, u32>,
         now: Instant,
     ) -> Result<(), GroupError> {
-        let mut member =
-            self.members
-                .remove(member_id)
-                .ok_or_else(|| GroupError::UnknownMember {
-                    member: member_id.to_owned(),
-                })?;
+        let missing = self.unknown(member_id);
+        let mut member = self.members.remove(member_id).ok_or(missing)?;
         let gone = || GroupError::UnknownMember {
             member: member_id.to_owned(),
         };
@@ -807,12 +879,8 @@ impl Group {
         let state = self.state;
         let sluice = self.protocol_type.as_deref() == Some(SLUICE_PROTOCOL);
         let current = self.generation;
-        let member = self
-            .members
-            .get_mut(member_id)
-            .ok_or_else(|| GroupError::UnknownMember {
-                member: member_id.to_owned(),
-            })?;
+        let missing = self.unknown(member_id);
+        let member = self.members.get_mut(member_id).ok_or(missing)?;
         if generation != current {
             return Err(GroupError::IllegalGeneration {
                 got: generation,
@@ -851,7 +919,10 @@ impl Group {
         let expired: Vec<String> = self
             .members
             .values()
-            .filter(|m| m.join_waiter.is_none() && m.alive_until(now) <= now)
+            .filter(|m| {
+                let waiting = m.join_waiter.as_ref().is_some_and(|w| !w.is_closed());
+                !waiting && m.alive_until(now) <= now
+            })
             .map(|m| m.id.clone())
             .collect();
         for id in &expired {

@@ -137,9 +137,14 @@ struct Inner {
     groups: HashMap<String, Entry>,
     /// Partition counts of every topic.
     topics: BTreeMap<String, u32>,
-    /// Snapshots taken, per group, so an older one never overwrites a newer.
+    /// Numbers snapshots, so an older one never replaces a newer.
     snapshot_seq: u64,
-    saved_seq: HashMap<String, u64>,
+    /// The newest snapshot of each group not saved yet (retried by the
+    /// tick when a save fails).
+    unsaved: HashMap<String, (u64, Vec<u8>)>,
+    /// Per group: held across every read-check-write of the store (loading,
+    /// commits, saves, deletion), so they apply in one order.
+    io: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// The coordinator of every group of a cluster (or of a standalone
@@ -151,8 +156,6 @@ pub struct Coordinator {
     /// `None` in standalone, where nobody else coordinates.
     fence: Option<(String, u64)>,
     inner: Mutex<Inner>,
-    /// Serializes snapshot writes.
-    saving: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
 }
 
@@ -168,7 +171,6 @@ impl Coordinator {
             metadata,
             fence,
             inner: Mutex::default(),
-            saving: tokio::sync::Mutex::new(()),
             cancel,
         });
         {
@@ -238,22 +240,39 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The lock that orders `group`'s store reads and writes.
+    fn io_lock(&self, group: &str) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(self.lock().io.entry(group.to_owned()).or_default())
+    }
+
     /// Makes sure `group` is in memory, loading it from the store.
     async fn load(&self, group: &str) -> Result<(), GroupError> {
         self.check_active()?;
         if self.lock().groups.contains_key(group) {
             return Ok(());
         }
+        let io = self.io_lock(group);
+        let _io = io.lock().await;
+        self.load_locked(group).await
+    }
+
+    /// [`load`](Self::load), with the group's I/O lock held.
+    async fn load_locked(&self, group: &str) -> Result<(), GroupError> {
+        if self.lock().groups.contains_key(group) {
+            return Ok(());
+        }
         let stored = self.metadata.list(&group_prefix(group)).await?;
         let now = Instant::now();
-        let mut entry = Entry::new(Group::new(group));
+        // The offsets' keys sort before the state's: build the group last.
+        let mut snapshot = None;
+        let mut offsets = BTreeMap::new();
         for (key, value) in stored {
             let Some((_, rest)) = parse_group_key(&key) else {
                 continue;
             };
             if rest == "state" {
                 match serde_json::from_slice(&value.value) {
-                    Ok(snapshot) => entry = Entry::new(Group::restore(group, snapshot, now)),
+                    Ok(found) => snapshot = Some(found),
                     Err(e) => {
                         tracing::warn!(%key, error = %e, "unreadable group state; starting the group afresh")
                     }
@@ -264,9 +283,7 @@ impl Coordinator {
             {
                 match serde_json::from_slice::<Committed>(&value.value) {
                     Ok(committed) => {
-                        entry
-                            .offsets
-                            .insert((topic.to_owned(), partition), committed);
+                        offsets.insert((topic.to_owned(), partition), committed);
                     }
                     Err(e) => {
                         tracing::warn!(%key, error = %e, "unreadable committed offset; ignored")
@@ -274,28 +291,58 @@ impl Coordinator {
                 }
             }
         }
-        let offsets = std::mem::take(&mut entry.offsets);
+        let group_state = match snapshot {
+            Some(snapshot) => Group::restore(group, snapshot, now),
+            None => Group::new(group),
+        };
+        let mut entry = Entry::new(group_state);
+        entry.offsets = offsets;
         let mut inner = self.lock();
-        let slot = inner.groups.entry(group.to_owned()).or_insert(entry);
-        for (at, committed) in offsets {
-            slot.offsets.entry(at).or_insert(committed);
+        let inner = &mut *inner;
+        // Partitions nobody owns (the topic grew while no coordinator ran,
+        // or the group was saved mid-rebalance): rebalance.
+        if entry.group.uncovered(&inner.topics) {
+            entry.group.partitions_changed(now);
         }
+        inner.groups.insert(group.to_owned(), entry);
         Ok(())
     }
 
-    /// Saves a group snapshot taken under the lock, unless a newer one was saved.
-    async fn save(&self, group: &str, seq: u64, snapshot: Vec<u8>) -> Result<(), GroupError> {
-        let _saving = self.saving.lock().await;
-        if self.lock().saved_seq.get(group).is_some_and(|s| *s > seq) {
+    /// Keeps a snapshot taken under the lock for [`save`](Self::save),
+    /// unless a newer one is waiting.
+    fn stash(inner: &mut Inner, group: &str, snapshot: Vec<u8>) {
+        inner.snapshot_seq += 1;
+        let seq = inner.snapshot_seq;
+        inner.unsaved.insert(group.to_owned(), (seq, snapshot));
+    }
+
+    /// Saves the group's newest unsaved snapshot (if any). A failed save
+    /// stays for the next tick to retry.
+    async fn save(&self, group: &str) -> Result<(), GroupError> {
+        let io = self.io_lock(group);
+        let _io = io.lock().await;
+        let pending = {
+            let mut inner = self.lock();
+            if !inner.groups.contains_key(group) {
+                // Deleted meanwhile: nothing to bring back.
+                inner.unsaved.remove(group);
+                return Ok(());
+            }
+            inner.unsaved.get(group).cloned()
+        };
+        let Some((seq, snapshot)) = pending else {
             return Ok(());
-        }
+        };
         self.write(vec![Op::Put {
             key: state_key(group),
             value: snapshot,
             lease: None,
         }])
         .await?;
-        self.lock().saved_seq.insert(group.to_owned(), seq);
+        let mut inner = self.lock();
+        if inner.unsaved.get(group).is_some_and(|(s, _)| *s == seq) {
+            inner.unsaved.remove(group);
+        }
         Ok(())
     }
 
@@ -315,18 +362,19 @@ impl Coordinator {
                 .entry(group.to_owned())
                 .or_insert_with(|| Entry::new(Group::new(group)));
             let out = f(entry, &inner.topics, Instant::now());
-            let save = entry.after_change().map(|s| {
-                inner.snapshot_seq += 1;
-                (inner.snapshot_seq, s)
-            });
+            let snapshot = entry.after_change();
             // Asking about a group that does not exist leaves nothing behind.
             if entry.is_blank() {
                 inner.groups.remove(group);
             }
+            let save = snapshot.is_some();
+            if let Some(snapshot) = snapshot {
+                Self::stash(inner, group, snapshot);
+            }
             (out, save)
         };
-        if let Some((seq, snapshot)) = save {
-            self.save(group, seq, snapshot).await?;
+        if save {
+            self.save(group).await?;
         }
         Ok(out)
     }
@@ -415,13 +463,16 @@ impl Coordinator {
         generation: i32,
         max_wait: Duration,
     ) -> Result<bool, GroupError> {
-        let (rejoin, mut rebalances) = self
+        let (rejoin, mut rebalances, session) = self
             .with_group(group, |entry, _, now| {
                 let rejoin = entry.group.heartbeat(member_id, generation, now);
-                (rejoin, entry.rebalances.subscribe())
+                let session = entry.group.session_timeout(member_id);
+                (rejoin, entry.rebalances.subscribe(), session)
             })
             .await?;
         let rejoin = rejoin?;
+        // Held no longer than half the session: the member stays alive.
+        let max_wait = max_wait.min(session.unwrap_or_default() / 2);
         if rejoin || max_wait.is_zero() {
             return Ok(rejoin);
         }
@@ -459,14 +510,49 @@ impl Coordinator {
                 reason: format!("offset {offset} for {topic}/{partition} is negative"),
             });
         }
+        validate_group_id(group)?;
         let partitions: Vec<(String, u32)> =
             offsets.iter().map(|(t, p, _, _)| (t.clone(), *p)).collect();
-        self.with_group(group, |entry, _, now| {
-            entry
-                .group
-                .check_commit(member_id, generation, &partitions, now)
-        })
-        .await??;
+        // Check, write and remember in one order per group: a commit
+        // checked against a generation is written before the next
+        // generation's owner can commit or read the partition.
+        let io = self.io_lock(group);
+        let _io = io.lock().await;
+        self.check_active()?;
+        self.load_locked(group).await?;
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            for (topic, partition) in &partitions {
+                match inner.topics.get(topic) {
+                    None => {
+                        return Err(GroupError::UnknownTopic {
+                            topic: topic.clone(),
+                        });
+                    }
+                    Some(count) if partition >= count => {
+                        return Err(GroupError::InvalidRequest {
+                            reason: format!(
+                                "partition {partition} is out of range for topic {topic:?}, which has {count} partitions"
+                            ),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            let entry = inner
+                .groups
+                .entry(group.to_owned())
+                .or_insert_with(|| Entry::new(Group::new(group)));
+            let checked =
+                entry
+                    .group
+                    .check_commit(member_id, generation, &partitions, Instant::now());
+            if entry.is_blank() {
+                inner.groups.remove(group);
+            }
+            checked?;
+        }
         let now_ms = now_ms();
         let committed: Vec<((String, u32), Committed)> = offsets
             .into_iter()
@@ -490,10 +576,12 @@ impl Coordinator {
             })
             .collect();
         self.write(ops).await?;
-        let mut inner = self.lock();
-        if let Some(entry) = inner.groups.get_mut(group) {
-            entry.offsets.extend(committed);
-        }
+        self.lock()
+            .groups
+            .entry(group.to_owned())
+            .or_insert_with(|| Entry::new(Group::new(group)))
+            .offsets
+            .extend(committed);
         Ok(())
     }
 
@@ -574,55 +662,62 @@ impl Coordinator {
     /// Deletes a group without members, with its offsets.
     pub async fn delete(&self, group: &str) -> Result<(), GroupError> {
         validate_group_id(group)?;
-        self.load(group).await?;
+        let io = self.io_lock(group);
+        let _io = io.lock().await;
+        self.check_active()?;
+        self.load_locked(group).await?;
         {
             let inner = self.lock();
-            let entry = inner.groups.get(group);
-            let known = entry.is_some_and(|e| !e.offsets.is_empty() || e.group.generation() > 0);
-            if let Some(entry) = entry
-                && !entry.group.is_empty()
-            {
-                return Err(GroupError::NotEmpty {
-                    group: group.to_owned(),
-                    members: entry.group.members().count(),
-                });
-            }
-            if !known {
-                return Err(GroupError::UnknownGroup {
-                    group: group.to_owned(),
-                });
+            match inner.groups.get(group) {
+                None => {
+                    return Err(GroupError::UnknownGroup {
+                        group: group.to_owned(),
+                    });
+                }
+                Some(entry) if !entry.group.is_empty() => {
+                    return Err(GroupError::NotEmpty {
+                        group: group.to_owned(),
+                        members: entry.group.members().count(),
+                    });
+                }
+                Some(_) => {}
             }
         }
         self.write(vec![Op::DeletePrefix {
             prefix: group_prefix(group),
         }])
         .await?;
-        self.lock().groups.remove(group);
+        let mut inner = self.lock();
+        inner.groups.remove(group);
+        inner.unsaved.remove(group);
         Ok(())
     }
 
-    /// Expires sessions and rebalance deadlines, saving changed groups.
+    /// Expires sessions and rebalance deadlines, saving changed groups (and
+    /// retrying saves that failed).
     async fn tick(&self) {
-        let saves: Vec<(String, u64, Vec<u8>)> = {
+        let unsaved: Vec<String> = {
             let mut inner = self.lock();
             let inner = &mut *inner;
             let now = Instant::now();
-            let mut saves = Vec::new();
+            let mut changed = Vec::new();
             for (name, entry) in inner.groups.iter_mut() {
                 let dropped = entry.group.tick(&inner.topics, now);
                 if !dropped.is_empty() {
                     tracing::info!(group = %name, members = ?dropped, "dropped members (session or rebalance timeout)");
                 }
                 if let Some(snapshot) = entry.after_change() {
-                    inner.snapshot_seq += 1;
-                    saves.push((name.clone(), inner.snapshot_seq, snapshot));
+                    changed.push((name.clone(), snapshot));
                 }
             }
-            saves
+            for (name, snapshot) in changed {
+                Self::stash(inner, &name, snapshot);
+            }
+            inner.unsaved.keys().cloned().collect()
         };
-        for (group, seq, snapshot) in saves {
-            if let Err(e) = self.save(&group, seq, snapshot).await {
-                tracing::warn!(%group, error = %e, "cannot save the group");
+        for group in unsaved {
+            if let Err(e) = self.save(&group).await {
+                tracing::warn!(%group, error = %e, "cannot save the group; retrying");
             }
         }
     }

@@ -324,13 +324,14 @@ fn static_member_rejoins_without_rebalance() {
     assert!(h.group.take_dirty(), "the new member id must be saved");
     assert_eq!(h.member_ids(), ["m1-again", "m2", "m3"]);
 
+    // The replaced incarnation is told it is fenced, not to rejoin.
     assert!(matches!(
         h.heartbeat("m1", generation),
-        Err(GroupError::UnknownMember { .. })
+        Err(GroupError::FencedInstance { instance }) if instance == "i1"
     ));
     assert!(matches!(
         h.commit("m1", generation, &previous),
-        Err(GroupError::UnknownMember { .. })
+        Err(GroupError::FencedInstance { .. })
     ));
     for id in ["m1-again", "m2", "m3"] {
         assert!(!h.heartbeat(id, generation).expect("heartbeat"));
@@ -703,4 +704,49 @@ fn restored_leader_assigned_group_before_sync_must_rejoin() {
         "members must be told to rejoin; state {:?}, heartbeat {heartbeat:?}, b's sync {b_answer:?}",
         restored.group.state()
     );
+}
+
+#[test]
+fn an_abandoned_first_join_is_left_out_of_the_generation() {
+    let (mut h, generation) = Harness::stable_three(12);
+    // A join whose caller went away (its call was cancelled, then retried).
+    drop(h.join(sluice_request("", None), "ghost"));
+    let retried = h.join(sluice_request("", None), "m4");
+    for id in ["m1", "m2", "m3"] {
+        assert!(h.heartbeat(id, generation).expect("heartbeat"));
+    }
+    let rejoins: Vec<JoinRx> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|id| h.join(sluice_request(id, None), "unused"))
+        .collect();
+    let m4 = joined(retried);
+    assert_eq!(h.member_ids(), ["m1", "m2", "m3", "m4"], "no ghost member");
+    assert_eq!(m4.assignment.values().flatten().count(), 3);
+    for rx in rejoins {
+        assert_eq!(joined(rx).assignment.values().flatten().count(), 3);
+    }
+}
+
+#[test]
+fn a_group_saved_mid_rebalance_rejoins_when_restored() {
+    let (mut h, generation) = Harness::stable_three(12);
+    h.leave("m3").expect("leave");
+    assert_eq!(h.group.state(), GroupState::PreparingRebalance);
+    let json = serde_json::to_vec(&h.group.snapshot()).expect("encode");
+    let snapshot: GroupSnapshot = serde_json::from_slice(&json).expect("decode");
+    let mut restored = Group::restore("g", snapshot, h.now);
+    assert_eq!(restored.state(), GroupState::PreparingRebalance);
+    assert!(
+        restored
+            .heartbeat("m1", generation, h.now)
+            .expect("heartbeat")
+    );
+}
+
+#[test]
+fn partitions_without_an_owner_are_noticed() {
+    let (h, _) = Harness::stable_three(12);
+    assert!(!h.group.uncovered(&h.partitions));
+    let grown = BTreeMap::from([(TOPIC.to_owned(), 15)]);
+    assert!(h.group.uncovered(&grown), "3 new partitions have no owner");
 }
