@@ -105,9 +105,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A batch was not sent because an earlier batch of the same partition
-    /// failed for good: sending it would break the partition's order.
-    #[error("an earlier batch of {topic}/{partition} failed, so this one was not written: {cause}")]
+    /// An earlier batch of the same partition failed for good, so this one
+    /// was given up too (sending it later would break the partition's
+    /// order). It may have been written already, if it was in flight: its
+    /// outcome is unknown, as a delivery timeout's is; resending it can
+    /// write it twice.
+    #[error(
+        "an earlier batch of {topic}/{partition} failed, so this one was given up (it may have been written if it was in flight): {cause}"
+    )]
     EarlierBatchFailed {
         /// Topic of the partition.
         topic: String,
@@ -175,10 +180,9 @@ impl Error {
                 Some(code) => RETRIABLE_CODES.contains(&code.as_str()),
                 None => matches!(status, Code::Unavailable | Code::DeadlineExceeded),
             },
-            Error::Transport { .. } | Error::Timeout { .. } | Error::EarlierBatchFailed { .. } => {
-                true
-            }
-            Error::InvalidEndpoint { .. }
+            Error::Transport { .. } | Error::Timeout { .. } => true,
+            Error::EarlierBatchFailed { .. }
+            | Error::InvalidEndpoint { .. }
             | Error::InvalidConfig { .. }
             | Error::RecordTooLarge { .. }
             | Error::Batch { .. }

@@ -59,8 +59,11 @@
 //! were sent. If a batch fails for good (or its delivery timeout passes),
 //! the later batches of its partition fail too
 //! ([`Error::EarlierBatchFailed`]) rather than be written after a gap.
-//! A delivery timeout means the outcome is unknown: the batch may have been
-//! written.
+//! A delivery timeout, and an `EarlierBatchFailed` of a batch that was in
+//! flight, mean the outcome is unknown: the batch may have been written,
+//! and sending it again may write it twice. Idempotence removes the
+//! duplicates the producer's own retries would make; it does not make an
+//! application's resend of a failed record safe.
 //!
 //! Without idempotence a retry after a lost answer may write a batch a
 //! second time, and with more than one request in flight a retried batch
@@ -68,15 +71,18 @@
 //!
 //! **Consumer.** Delivery is at least once: a record is returned by
 //! [`Consumer::poll`] until its offset is committed, and a consumer starts
-//! from the committed offset. A consumer sees a message twice exactly
-//! when the message's partition moves to another member (a rebalance), or
-//! the consumer restarts, before the offsets of the processed messages were
-//! committed: the partition's next reader starts from the last commit.
-//! Auto-commit (every 5 s by default, before each rebalance and on close)
-//! narrows that window; committing by hand after processing
-//! ([`Consumer::commit`]) closes it for a consumer that shuts down cleanly.
-//! A message is never skipped: commits hold the position after the records
-//! `poll` returned, so commit only once they are processed.
+//! from the committed offset. A consumer sees a message again when the
+//! message's partition moves to another member (a rebalance), or the
+//! consumer restarts or loses its membership (its session timed out),
+//! before the offsets of the processed messages were committed: the
+//! partition's next reader starts from the last commit. Auto-commit (every
+//! 5 s by default, before each rebalance and on close) narrows that window;
+//! committing by hand after processing ([`Consumer::commit`]) closes it for
+//! a consumer that shuts down cleanly. Commits hold the position after the
+//! records `poll` returned, so commit only once they are processed.
+//! Messages are skipped only when the consumer's position is no longer in
+//! the log (deleted by retention, `OFFSET_OUT_OF_RANGE`): it then starts
+//! again at the earliest or latest offset, as `auto_offset_reset` says.
 
 mod admin;
 mod backoff;

@@ -28,6 +28,9 @@ pub(crate) enum MemberStatus {
     /// No heartbeat reached the coordinator for a session timeout: the
     /// member is presumably dropped; rejoin.
     Lost,
+    /// Another consumer joined with the same static instance id and
+    /// replaced this one: it must stop.
+    Fenced,
 }
 
 /// Aborts its task when dropped.
@@ -204,6 +207,7 @@ impl Heartbeat {
                             return MemberStatus::Rejoin;
                         }
                         Some("UNKNOWN_MEMBER_ID") => return MemberStatus::RejoinAsNew,
+                        Some("FENCED_INSTANCE_ID") => return MemberStatus::Fenced,
                         _ => {}
                     }
                     if last_success.elapsed() > self.session_timeout {

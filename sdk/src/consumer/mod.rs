@@ -298,9 +298,31 @@ impl Consumer {
         status: Option<MemberStatus>,
     ) -> Result<()> {
         let group = self.group()?.to_owned();
+        if status == Some(MemberStatus::Fenced) {
+            return Err(Error::invalid_state(format!(
+                "another consumer joined group {group:?} with this consumer's instance id {:?} and replaced it (FENCED_INSTANCE_ID)",
+                self.config.instance_id.clone().unwrap_or_default()
+            )));
+        }
         self.partitions.stop_fetching();
         self.sync_fetchers();
-        if self.config.auto_commit.is_some() && self.membership.is_some() {
+        // An auto-commit still in flight lands before the commit below.
+        if let Some(task) = self.auto_commit_task.take() {
+            let _ = task.await;
+        }
+        let dropped = matches!(status, Some(MemberStatus::RejoinAsNew | MemberStatus::Lost));
+        if dropped {
+            // No longer a member: its partitions may have had other owners
+            // (who committed) meanwhile. Give them all up, positions
+            // included; whatever comes back starts from the committed offset.
+            let change = self.partitions.assign(std::collections::BTreeSet::new());
+            self.sync_fetchers();
+            if let Some(listener) = self.config.listener.clone()
+                && !change.revoked.is_empty()
+            {
+                listener.on_revoked(&change.revoked).await;
+            }
+        } else if self.config.auto_commit.is_some() && self.membership.is_some() {
             if let Err(error) = self.commit().await {
                 if group::is_generation_error(&error) {
                     tracing::debug!(group, %error, "commit before rejoining refused");
