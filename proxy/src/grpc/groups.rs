@@ -76,6 +76,22 @@ impl GroupsForwarder {
         F: Fn(GroupsClient<Channel>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
+        self.forward_with(true, call).await
+    }
+
+    /// [`forward`](Self::forward); without `retry_lost`, a call that may
+    /// have reached the coordinator (a transport failure, not a refusal) is
+    /// not sent again: a first JoinGroup sent twice would add a member
+    /// nobody answers for.
+    async fn forward_with<T, F, Fut>(
+        &self,
+        retry_lost: bool,
+        call: F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: Fn(GroupsClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
         let deadline = Instant::now() + RETRY_FOR;
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -88,6 +104,10 @@ impl GroupsForwarder {
                 Err(status) if moving(&status) => status,
                 Err(status) => return Err(status),
             };
+            let refused = sluice_proto::error_code(&status) == Some("NOT_COORDINATOR");
+            if addr.is_some() && !refused && !retry_lost {
+                return Err(status);
+            }
             if addr.is_some() {
                 // Ask the store again: the coordinator may have moved.
                 let mut current = self.lock();
@@ -122,6 +142,18 @@ macro_rules! forward {
     ($($method:ident($request:ty) -> $response:ty;)*) => {
         #[tonic::async_trait]
         impl v1::groups_server::Groups for GroupsForwarder {
+            async fn join_group(
+                &self,
+                request: Request<v1::JoinGroupRequest>,
+            ) -> Result<Response<v1::JoinGroupResponse>, Status> {
+                let request = request.into_inner();
+                let first = request.member_id.is_empty();
+                self.forward_with(!first, |mut client| {
+                    let request = request.clone();
+                    async move { client.join_group(request).await }
+                })
+                .await
+            }
             $(
                 async fn $method(
                     &self,
@@ -140,7 +172,6 @@ macro_rules! forward {
 }
 
 forward! {
-    join_group(v1::JoinGroupRequest) -> v1::JoinGroupResponse;
     heartbeat(v1::HeartbeatRequest) -> v1::HeartbeatResponse;
     leave_group(v1::LeaveGroupRequest) -> v1::LeaveGroupResponse;
     commit_offsets(v1::CommitOffsetsRequest) -> v1::CommitOffsetsResponse;
