@@ -214,8 +214,10 @@ struct Parked<W> {
 pub const PARK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Requests one producer may have waiting; more are refused at once.
 const PARKED_PER_PRODUCER: usize = 5;
-/// Requests all producers of a partition may have waiting.
+/// Requests all producers of a partition may have waiting...
 const PARKED_MAX: usize = 256;
+/// ...and their bytes (parked requests are outside the write buffer's limit).
+const PARKED_MAX_BYTES: usize = 32 << 20;
 
 /// The segment being written.
 #[derive(Debug, Clone)]

@@ -14,8 +14,9 @@ const REQUESTS_KEPT: usize = 2048;
 use super::producers::Verdict;
 use super::{
     AckMode, Action, Appended, BatchMeta, EarlyProduce, FlushInFlight, FlushJob, Flushed, Now,
-    OpenSegment, PARK_TIMEOUT, PARKED_MAX, PARKED_PER_PRODUCER, Parked, PartitionMachine, Phase,
-    ProduceBatches, RequestRecord, SealJob, SegmentTarget, Waiter, WriteRejected,
+    OpenSegment, PARK_TIMEOUT, PARKED_MAX, PARKED_MAX_BYTES, PARKED_PER_PRODUCER, Parked,
+    PartitionMachine, Phase, ProduceBatches, RequestRecord, SealJob, SegmentTarget, Waiter,
+    WriteRejected,
 };
 
 impl<W> PartitionMachine<W> {
@@ -150,7 +151,8 @@ impl<W> PartitionMachine<W> {
 
     /// Whether one more request of this producer may wait: at most
     /// [`PARKED_PER_PRODUCER`] each (an idempotent producer has at most 5
-    /// requests in flight per partition) and [`PARKED_MAX`] in all.
+    /// requests in flight per partition), [`PARKED_MAX`] and
+    /// [`PARKED_MAX_BYTES`] in all; beyond that, refused at once.
     fn may_park(&self, request: &ProduceBatches) -> bool {
         let producer = request.batches.first().map(|(_, h)| h.producer_id);
         let same = self
@@ -158,7 +160,10 @@ impl<W> PartitionMachine<W> {
             .iter()
             .filter(|p| p.request.batches.first().map(|(_, h)| h.producer_id) == producer)
             .count();
-        same < PARKED_PER_PRODUCER && self.parked.len() < PARKED_MAX
+        let bytes: usize = self.parked.iter().map(|p| p.request.data.len()).sum();
+        same < PARKED_PER_PRODUCER
+            && self.parked.len() < PARKED_MAX
+            && bytes + request.data.len() <= PARKED_MAX_BYTES
     }
 
     /// Appends the parked requests whose turn has come (or answers those
