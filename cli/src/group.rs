@@ -203,6 +203,12 @@ impl GroupConsume<'_> {
             };
             let records = match records {
                 Ok(records) => records,
+                // The SDK already retried within its timeouts: keep going
+                // while the cluster recovers (a proxy or coordinator moving).
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(error = %e, "poll failed; retrying");
+                    continue;
+                }
                 Err(e) => break Err(e.into()),
             };
             if records.is_empty() {
@@ -279,7 +285,16 @@ fn parse_datetime(text: &str) -> anyhow::Result<i64> {
     if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
         return Err(bad());
     }
-    let frac: i64 = format!("{millis:0<3}")[..3].parse().map_err(|_| bad())?;
+    if millis.is_empty() || !millis.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let frac: i64 = millis
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(3)
+        .collect::<String>()
+        .parse()
+        .map_err(|_| bad())?;
     // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
@@ -309,5 +324,6 @@ mod tests {
         );
         assert!(parse_datetime("yesterday").is_err());
         assert!(parse_datetime("2026-13-01T00:00:00Z").is_err());
+        assert!(parse_datetime("2026-11-26T08:00:00.ééZ").is_err());
     }
 }
