@@ -61,9 +61,26 @@ async fn three_members_share_twelve_partitions_and_survive_a_kill9() -> anyhow::
     })
     .await?;
 
+    // Messages keep coming across the kill: the new owners must pick the
+    // killed member's partitions up where it committed.
+    let producing = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            for chunk in 0..12 {
+                let first = 1200 + chunk * 100;
+                produce_numbered(&server, "orders", first..first + 100).await?;
+            }
+            anyhow::Ok(())
+        })
+    };
+    wait_for("the second batch flowing", PATIENCE, || async {
+        Ok(union(&members).contains("m-1250").then_some(()))
+    })
+    .await?;
     // kill -9: no LeaveGroup, only the session timeout tells.
     members[0].kill9();
     let killed = Instant::now();
+    let printed_by_killed = members[0].values().len();
     wait_for(
         "the two survivors to own all 12 partitions",
         SESSION + PATIENCE,
@@ -76,12 +93,15 @@ async fn three_members_share_twelve_partitions_and_survive_a_kill9() -> anyhow::
         },
     )
     .await?;
-    println!(
-        "partitions re-owned {:?} after the kill (session timeout {SESSION:?})",
-        killed.elapsed()
+    let reowned = killed.elapsed();
+    println!("partitions re-owned {reowned:?} after the kill (session timeout {SESSION:?})");
+    // Within the session timeout, plus the coordinator's check and the
+    // survivors' rejoin; a generous margin for a loaded machine.
+    assert!(
+        reowned < SESSION + Duration::from_secs(5),
+        "re-owned only after {reowned:?}"
     );
-
-    produce_numbered(&server, "orders", 1200..2400).await?;
+    producing.await??;
     wait_for(
         "every message processed at least once",
         PATIENCE,
@@ -100,6 +120,13 @@ async fn three_members_share_twelve_partitions_and_survive_a_kill9() -> anyhow::
     assert!(
         unknown.is_empty(),
         "printed messages nobody sent: {unknown:?}"
+    );
+    // Commits after each print: the survivors re-read at most what the
+    // killed member printed after its last commit, never its whole share.
+    let twice = printed.len() - 2400;
+    assert!(
+        twice < printed_by_killed,
+        "{twice} messages delivered twice: the new owners did not start at the committed offsets"
     );
     println!(
         "{} lines printed for 2400 messages ({} delivered twice)",
@@ -190,6 +217,28 @@ async fn the_group_resumes_after_the_coordinator_is_killed() -> anyhow::Result<(
     .await?;
     let mut cluster = cluster;
     cluster.controllers[leader].kill9();
+    // The new coordinator has the group as it was: generation and offsets.
+    let resumed = wait_for(
+        "the group through the new coordinator",
+        PATIENCE,
+        || async { Ok(Some(admin.describe_group("g").await?)) },
+    )
+    .await?;
+    assert_eq!(
+        resumed.generation, before.generation,
+        "no rebalance on failover"
+    );
+    let offsets = |g: &sluice_sdk::GroupDescription| -> BTreeMap<u32, i64> {
+        g.offsets
+            .iter()
+            .map(|o| (o.partition, o.committed))
+            .collect()
+    };
+    assert_eq!(
+        offsets(&resumed),
+        offsets(&before),
+        "committed offsets kept"
+    );
 
     produce_numbered(&server, "orders", 400..800).await?;
     let after = wait_for(

@@ -72,6 +72,10 @@ async fn lost_responses_and_a_killed_proxy_never_duplicate_a_message() -> anyhow
         stats.retries > 0,
         "the faults never hit a request in flight"
     );
+    assert!(
+        stats.duplicates > 0,
+        "no retry was of a batch already written: the dedupe path did not run"
+    );
 
     // Every message once, in the order sent within its partition, at the
     // offset its delivery reported.
