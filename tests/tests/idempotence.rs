@@ -103,3 +103,49 @@ async fn lost_responses_and_a_killed_proxy_never_duplicate_a_message() -> anyhow
     producer.close().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_mid_load_never_duplicates_a_message() -> anyhow::Result<()> {
+    // Producer state travels in the checkpoint: the new owner of a killed
+    // broker's partitions recognises retries of batches the old one wrote.
+    let mut cluster = Cluster::start(1, 2, 1, &[])?;
+    cluster.create_topic("orders", PARTITIONS).await?;
+    let server = cluster.proxy_addrs()[0].clone();
+    let producer = Producer::builder([server])
+        .linger(Duration::from_millis(2))
+        .batch_bytes(4096)
+        .build()
+        .await?;
+    let mut deliveries = Vec::new();
+    for i in 0..MESSAGES {
+        if i == MESSAGES / 2 {
+            cluster.brokers[0].kill9();
+        }
+        let record = Record::new("orders", format!("{i}")).with_key(format!("k-{}", i % 64));
+        deliveries.push(producer.send(record).await?);
+    }
+    let mut delivered = Vec::new();
+    for delivery in deliveries {
+        delivered.push(delivery.await?);
+    }
+    let mut client = cluster.client(0).await?;
+    let mut found: BTreeMap<u32, (u32, i64)> = BTreeMap::new();
+    for partition in 0..PARTITIONS {
+        let mut last = None;
+        for (offset, value) in read_all(&mut client, "orders", partition, 0).await? {
+            let i: u32 = String::from_utf8(value)?.parse()?;
+            if let Some(previous) = found.insert(i, (partition, offset)) {
+                panic!("message {i} written twice: at {previous:?} and {partition}/{offset}");
+            }
+            assert!(last < Some(i), "partition {partition}: {i} after {last:?}");
+            last = Some(i);
+        }
+    }
+    assert_eq!(found.len(), MESSAGES as usize, "messages lost");
+    for (i, delivery) in delivered.iter().enumerate() {
+        assert_eq!(found[&(i as u32)], (delivery.partition, delivery.offset));
+    }
+    println!("retries: {:?}", producer.stats());
+    producer.close().await?;
+    Ok(())
+}
