@@ -224,6 +224,13 @@ impl Broker {
         self.lock().topics.get(topic).map(|t| t.partitions)
     }
 
+    /// Every topic's name, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().topics.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Stops every partition, answering waiting producers.
     pub async fn shutdown(&self) {
         self.cancel.cancel();

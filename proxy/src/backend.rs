@@ -24,6 +24,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<Appended, BrokerError>;
     /// The partition count of a topic, `None` if the topic is unknown.
     fn partition_count(&self, topic: &str) -> Option<u32>;
+    /// Every topic's name, sorted.
+    fn topics(&self) -> Vec<String>;
     /// The visible log of a partition, updated on every checkpoint.
     fn view(&self, key: &PartitionKey) -> Option<ViewReceiver>;
     /// The storage volumes segments may live on.
@@ -62,6 +64,10 @@ impl Backend for LocalBackend {
 
     fn partition_count(&self, topic: &str) -> Option<u32> {
         self.broker.partition_count(topic)
+    }
+
+    fn topics(&self) -> Vec<String> {
+        self.broker.topics()
     }
 
     fn view(&self, key: &PartitionKey) -> Option<ViewReceiver> {

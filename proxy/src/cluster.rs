@@ -318,6 +318,12 @@ impl Backend for ClusterBackend {
         self.lock().topics.get(topic).map(|t| t.partitions)
     }
 
+    fn topics(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lock().topics.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     fn view(&self, key: &PartitionKey) -> Option<ViewReceiver> {
         let mut state = self.lock();
         if !state.topics.contains_key(&key.topic) {

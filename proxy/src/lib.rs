@@ -10,6 +10,7 @@ mod cluster;
 mod error;
 pub mod fetch;
 pub mod grpc;
+pub mod kafka;
 
 pub use backend::{Backend, LocalBackend};
 pub use cluster::ClusterBackend;

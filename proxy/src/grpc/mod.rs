@@ -4,7 +4,7 @@
 mod admin;
 mod fetch;
 mod groups;
-mod list_offsets;
+pub(crate) mod list_offsets;
 mod produce;
 
 use std::sync::Arc;

@@ -1,0 +1,449 @@
+//! One function per Kafka API: decode the request at its version, answer
+//! through the proxy's [`Backend`](crate::Backend), encode the answer.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use sluice_broker::AckMode;
+use sluice_log::{PartitionKey, read};
+
+use super::KafkaService;
+use crate::error::ProxyError;
+use crate::fetch::{FetchRequest as ProxyFetch, check_partition, fetch};
+use crate::grpc::list_offsets::current_view;
+
+/// The newest ApiVersions version spoken.
+pub(super) const MAX_API_VERSIONS: i16 = 3;
+
+/// The versions this frontend speaks, by API.
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, MAX_API_VERSIONS),
+    (ApiKey::InitProducerId, 0, 4),
+];
+
+/// Kafka's error codes used here.
+mod code {
+    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub const CORRUPT_MESSAGE: i16 = 2;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const MESSAGE_TOO_LARGE: i16 = 10;
+    pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const INVALID_RECORD: i16 = 87;
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+}
+
+/// Longest a fetch may wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Answers one request; `None` for a request Kafka answers with nothing
+/// (a produce with acks=0).
+pub(super) async fn handle(
+    service: &KafkaService,
+    key: ApiKey,
+    header: &RequestHeader,
+    mut body: Bytes,
+) -> anyhow::Result<Option<Bytes>> {
+    let version = header.request_api_version;
+    let supported = SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .is_some_and(|(_, min, max)| (*min..=*max).contains(&version));
+    if key == ApiKey::ApiVersions && !supported {
+        // Kafka's rule: answer with version 0 and UNSUPPORTED_VERSION, and
+        // the versions that are, so the client can pick one.
+        let mut response = api_versions();
+        response.error_code = code::UNSUPPORTED_VERSION;
+        return encode(&response, 0).map(Some);
+    }
+    if !supported {
+        anyhow::bail!("{key:?} version {version} is not supported");
+    }
+    let answer = match key {
+        ApiKey::ApiVersions => encode(&api_versions(), version)?,
+        ApiKey::Metadata => {
+            let request = MetadataRequest::decode(&mut body, version)?;
+            encode(&metadata(service, request), version)?
+        }
+        ApiKey::Produce => {
+            let request = ProduceRequest::decode(&mut body, version)?;
+            let acks = request.acks;
+            let response = produce(service, request).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            encode(&response, version)?
+        }
+        ApiKey::Fetch => {
+            let request = FetchRequest::decode(&mut body, version)?;
+            encode(&fetch_all(service, request).await, version)?
+        }
+        ApiKey::ListOffsets => {
+            let request = ListOffsetsRequest::decode(&mut body, version)?;
+            encode(&list_offsets(service, request).await, version)?
+        }
+        ApiKey::InitProducerId => {
+            let _request = InitProducerIdRequest::decode(&mut body, version)?;
+            encode(&init_producer_id(service).await, version)?
+        }
+        _ => anyhow::bail!("{key:?} is not supported"),
+    };
+    Ok(Some(answer))
+}
+
+fn encode<M: Encodable>(message: &M, version: i16) -> anyhow::Result<Bytes> {
+    let mut out = BytesMut::new();
+    message.encode(&mut out, version)?;
+    Ok(out.freeze())
+}
+
+fn api_versions() -> ApiVersionsResponse {
+    let mut response = ApiVersionsResponse::default();
+    response.api_keys = SUPPORTED
+        .iter()
+        .map(|(key, min, max)| {
+            let mut v = ApiVersion::default();
+            v.api_key = *key as i16;
+            v.min_version = *min;
+            v.max_version = *max;
+            v
+        })
+        .collect();
+    response
+}
+
+/// The proxy is the cluster's only broker and every partition's leader.
+fn metadata(service: &KafkaService, request: MetadataRequest) -> MetadataResponse {
+    let mut broker = MetadataResponseBroker::default();
+    broker.node_id = BrokerId(service.node_id);
+    broker.host = StrBytes::from_string(service.advertised.0.clone());
+    broker.port = i32::from(service.advertised.1);
+    let names: Vec<String> = match request.topics {
+        Some(topics) => topics
+            .into_iter()
+            .filter_map(|t| t.name.map(|n| n.0.to_string()))
+            .collect(),
+        None => service.backend.topics(),
+    };
+    let topics = names
+        .into_iter()
+        .map(|name| {
+            let mut topic = MetadataResponseTopic::default();
+            match service.backend.partition_count(&name) {
+                Some(count) => {
+                    topic.partitions = (0..count)
+                        .map(|p| {
+                            let mut partition = MetadataResponsePartition::default();
+                            partition.partition_index = p as i32;
+                            partition.leader_id = BrokerId(service.node_id);
+                            partition.replica_nodes = vec![BrokerId(service.node_id)];
+                            partition.isr_nodes = vec![BrokerId(service.node_id)];
+                            partition
+                        })
+                        .collect();
+                }
+                None => topic.error_code = code::UNKNOWN_TOPIC_OR_PARTITION,
+            }
+            topic.name = Some(TopicName(StrBytes::from_string(name)));
+            topic
+        })
+        .collect();
+    let mut response = MetadataResponse::default();
+    response.brokers = vec![broker];
+    response.cluster_id = Some(StrBytes::from_static_str("sluice"));
+    response.controller_id = BrokerId(service.node_id);
+    response.topics = topics;
+    response
+}
+
+/// A Sluice error as Kafka's error code.
+fn error_code(error: ProxyError) -> i16 {
+    let status = tonic::Status::from(error);
+    match sluice_proto::error_code(&status) {
+        Some("UNKNOWN_TOPIC" | "PARTITION_OUT_OF_RANGE") => code::UNKNOWN_TOPIC_OR_PARTITION,
+        Some("NOT_OWNER" | "NOT_AVAILABLE" | "METADATA_UNAVAILABLE") => {
+            code::NOT_LEADER_OR_FOLLOWER
+        }
+        Some("OFFSET_OUT_OF_RANGE") => code::OFFSET_OUT_OF_RANGE,
+        Some("CORRUPT_BATCH_CRC") => code::CORRUPT_MESSAGE,
+        Some("INVALID_BATCH") => code::INVALID_RECORD,
+        Some("BATCH_TOO_LARGE") => code::MESSAGE_TOO_LARGE,
+        Some("OUT_OF_ORDER_SEQUENCE") => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        Some("DUPLICATE_SEQUENCE") => code::DUPLICATE_SEQUENCE_NUMBER,
+        Some("PRODUCER_FENCED") => code::INVALID_PRODUCER_EPOCH,
+        Some("UNKNOWN_PRODUCER_ID") => code::UNKNOWN_PRODUCER_ID,
+        Some("STORAGE_UNAVAILABLE") => code::KAFKA_STORAGE_ERROR,
+        _ => {
+            tracing::warn!(error = %status.message(), "Kafka request failed");
+            code::UNKNOWN_SERVER_ERROR
+        }
+    }
+}
+
+async fn produce(service: &KafkaService, request: ProduceRequest) -> ProduceResponse {
+    let ack = if request.acks == -1 {
+        AckMode::Durable
+    } else {
+        AckMode::Buffer
+    };
+    let mut topics = Vec::new();
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::new();
+        for data in topic.partition_data {
+            let mut answer = PartitionProduceResponse::default();
+            answer.index = data.index;
+            answer.log_append_time_ms = -1;
+            let result = produce_one(service, &name, data.index, data.records, ack).await;
+            match result {
+                Ok(base_offset) => answer.base_offset = base_offset,
+                Err(e) => {
+                    answer.error_code = error_code(e);
+                    answer.base_offset = -1;
+                }
+            }
+            partitions.push(answer);
+        }
+        let mut answer = TopicProduceResponse::default();
+        answer.name = topic.name;
+        answer.partition_responses = partitions;
+        topics.push(answer);
+    }
+    let mut response = ProduceResponse::default();
+    response.responses = topics;
+    response
+}
+
+async fn produce_one(
+    service: &KafkaService,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+    ack: AckMode,
+) -> Result<i64, ProxyError> {
+    let partition = u32::try_from(partition).map_err(|_| ProxyError::BadRequest {
+        reason: format!("partition {partition} is negative"),
+    })?;
+    check_partition(
+        service.backend.as_ref(),
+        &PartitionKey::new(topic, partition),
+    )?;
+    let records = records.unwrap_or_default();
+    let appended = service
+        .backend
+        .produce(topic, partition, records, ack)
+        .await?;
+    Ok(appended.base_offset)
+}
+
+/// Fetches every partition asked for: at once, then (when nothing came and
+/// the client is willing to wait) until the first partition has data.
+async fn fetch_all(service: &KafkaService, request: FetchRequest) -> FetchResponse {
+    let max_wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+    let mut budget = usize::try_from(request.max_bytes)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let wanted: Vec<(String, i32, i64, usize)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.topic.0.to_string(),
+                    p.partition,
+                    p.fetch_offset,
+                    usize::try_from(p.partition_max_bytes).unwrap_or(0).max(1),
+                )
+            })
+        })
+        .collect();
+    let mut answers = fetch_pass(service, &wanted, Duration::ZERO, &mut budget).await;
+    let empty = answers
+        .iter()
+        .all(|(_, p)| p.records.as_ref().is_none_or(Bytes::is_empty) && p.error_code == 0);
+    if empty && !max_wait.is_zero() && !wanted.is_empty() {
+        // Wait on every partition at once; the first with data ends the wait.
+        let waits = wanted.iter().map(|(topic, partition, offset, _)| {
+            let request = ProxyFetch {
+                key: PartitionKey::new(topic.as_str(), u32::try_from(*partition).unwrap_or(0)),
+                offset: *offset,
+                max_bytes: 1,
+                min_bytes: 1,
+                max_wait,
+            };
+            Box::pin(async move {
+                let _ = fetch(service.backend.as_ref(), &request, &service.shutdown).await;
+            })
+        });
+        futures::future::select_all(waits).await;
+        let mut budget = usize::try_from(request.max_bytes)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        answers = fetch_pass(service, &wanted, Duration::ZERO, &mut budget).await;
+    }
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (topic, partition) in answers {
+        match topics.last_mut().filter(|t| t.topic.0.as_str() == topic) {
+            Some(last) => last.partitions.push(partition),
+            None => {
+                let mut t = FetchableTopicResponse::default();
+                t.topic = TopicName(StrBytes::from_string(topic));
+                t.partitions = vec![partition];
+                topics.push(t);
+            }
+        }
+    }
+    let mut response = FetchResponse::default();
+    response.responses = topics;
+    response
+}
+
+async fn fetch_pass(
+    service: &KafkaService,
+    wanted: &[(String, i32, i64, usize)],
+    max_wait: Duration,
+    budget: &mut usize,
+) -> Vec<(String, PartitionData)> {
+    let mut out = Vec::new();
+    for (topic, partition, offset, partition_max) in wanted {
+        let mut data = PartitionData::default();
+        data.partition_index = *partition;
+        data.last_stable_offset = -1;
+        data.log_start_offset = -1;
+        data.high_watermark = -1;
+        let result = match u32::try_from(*partition) {
+            Err(_) => Err(ProxyError::BadRequest {
+                reason: format!("partition {partition} is negative"),
+            }),
+            Ok(p) if *budget == 0 => {
+                // Out of bytes for this response: the offsets only.
+                current_view(
+                    service.backend.as_ref(),
+                    &PartitionKey::new(topic.as_str(), p),
+                )
+                .map(|view| (Bytes::new(), view.high_watermark, view.log_start_offset))
+            }
+            Ok(p) => {
+                let request = ProxyFetch {
+                    key: PartitionKey::new(topic.as_str(), p),
+                    offset: *offset,
+                    max_bytes: (*partition_max).min(*budget),
+                    min_bytes: 0,
+                    max_wait,
+                };
+                fetch(service.backend.as_ref(), &request, &service.shutdown)
+                    .await
+                    .map(|f| (f.records, f.high_watermark, f.log_start_offset))
+            }
+        };
+        match result {
+            Ok((records, high_watermark, log_start_offset)) => {
+                *budget = budget.saturating_sub(records.len());
+                data.high_watermark = high_watermark;
+                data.last_stable_offset = high_watermark;
+                data.log_start_offset = log_start_offset;
+                data.records = Some(records);
+            }
+            Err(e) => data.error_code = error_code(e),
+        }
+        out.push((topic.clone(), data));
+    }
+    out
+}
+
+async fn list_offsets(service: &KafkaService, request: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::new();
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::new();
+        for asked in topic.partitions {
+            let mut answer = ListOffsetsPartitionResponse::default();
+            answer.partition_index = asked.partition_index;
+            answer.timestamp = -1;
+            match list_one(service, &name, asked.partition_index, asked.timestamp).await {
+                Ok((offset, timestamp)) => {
+                    answer.offset = offset;
+                    answer.timestamp = timestamp;
+                }
+                Err(e) => {
+                    answer.error_code = error_code(e);
+                    answer.offset = -1;
+                }
+            }
+            partitions.push(answer);
+        }
+        let mut answer = ListOffsetsTopicResponse::default();
+        answer.name = topic.name;
+        answer.partitions = partitions;
+        topics.push(answer);
+    }
+    let mut response = ListOffsetsResponse::default();
+    response.topics = topics;
+    response
+}
+
+/// Kafka's special timestamps: -2 earliest, -1 latest.
+async fn list_one(
+    service: &KafkaService,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<(i64, i64), ProxyError> {
+    let partition = u32::try_from(partition).map_err(|_| ProxyError::BadRequest {
+        reason: format!("partition {partition} is negative"),
+    })?;
+    let key = PartitionKey::new(topic, partition);
+    check_partition(service.backend.as_ref(), &key)?;
+    let view = current_view(service.backend.as_ref(), &key)?;
+    match timestamp {
+        -2 => Ok((view.log_start_offset, -1)),
+        -1 => Ok((view.high_watermark, -1)),
+        t => Ok(
+            read::offset_for_timestamp(&view, service.backend.volumes(), t)
+                .await?
+                .unwrap_or((-1, -1)),
+        ),
+    }
+}
+
+async fn init_producer_id(service: &KafkaService) -> InitProducerIdResponse {
+    let mut response = InitProducerIdResponse::default();
+    match service.producer_ids.next().await {
+        Ok((id, epoch)) => {
+            response.producer_id = ProducerId(id);
+            response.producer_epoch = epoch;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot allocate a producer id");
+            response.error_code = code::COORDINATOR_NOT_AVAILABLE;
+            response.producer_id = ProducerId(-1);
+            response.producer_epoch = -1;
+        }
+    }
+    response
+}
