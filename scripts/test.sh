@@ -17,6 +17,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 if ((${#need_apt[@]})); then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -236,3 +236,50 @@ fn validate(broker: &BrokerConfig) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The Kafka listener of a proxy or standalone.
+#[derive(clap::Args, Debug, Default)]
+pub struct KafkaArgs {
+    /// Serve the Kafka wire protocol on this address (off unless given;
+    /// port 0 picks a free one).
+    #[arg(long, env = "SLUICE_KAFKA_ADDR")]
+    pub kafka_addr: Option<SocketAddr>,
+    /// HOST:PORT Kafka clients are told to connect to (default: the
+    /// address --kafka-addr bound).
+    #[arg(long, env = "SLUICE_KAFKA_ADVERTISED_ADDR", requires = "kafka_addr")]
+    pub kafka_advertised_addr: Option<String>,
+}
+
+impl KafkaArgs {
+    /// Binds and serves the Kafka listener, if asked for; returns its address.
+    pub async fn start(
+        &self,
+        backend: std::sync::Arc<dyn sluice_proxy::Backend>,
+        producer_ids: std::sync::Arc<sluice_metadata::ProducerIds>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(addr) = self.kafka_addr else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (set --kafka-addr)"))?;
+        let bound = listener.local_addr()?;
+        let advertised = match &self.kafka_advertised_addr {
+            Some(text) => {
+                let (host, port) = text.rsplit_once(':').with_context(|| {
+                    format!("--kafka-advertised-addr {text:?} is not HOST:PORT")
+                })?;
+                let port = port
+                    .parse()
+                    .with_context(|| format!("--kafka-advertised-addr {text:?}: bad port"))?;
+                (host.to_owned(), port)
+            }
+            None => (bound.ip().to_string(), bound.port()),
+        };
+        let service =
+            sluice_proxy::kafka::KafkaService::new(backend, producer_ids, advertised, cancel);
+        tokio::spawn(service.serve(listener));
+        Ok(Some(bound))
+    }
+}

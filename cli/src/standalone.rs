@@ -16,7 +16,7 @@ use sluice_metadata::{EmbeddedStore, LeaseKeeper, MetadataStore, Op, ProducerIds
 use sluice_proxy::{AdminService, LocalBackend, SluiceService};
 use tokio_util::sync::CancellationToken;
 
-use crate::node::{FileConfig, WriteArgs};
+use crate::node::{FileConfig, KafkaArgs, WriteArgs};
 use crate::serve::{self, init_logging, shutdown_signal};
 
 /// The only broker of a standalone process.
@@ -45,6 +45,8 @@ pub struct Args {
     config: Option<PathBuf>,
     #[command(flatten)]
     write: WriteArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 /// The settings after flags, environment, file and defaults are merged.
@@ -56,6 +58,7 @@ struct Settings {
     broker: BrokerConfig,
     block_cache_bytes: Option<u64>,
     file: FileConfig,
+    kafka: KafkaArgs,
 }
 
 impl Args {
@@ -85,6 +88,7 @@ impl Args {
             broker,
             block_cache_bytes: self.block_cache_bytes,
             file,
+            kafka: self.kafka,
         };
         Ok(settings)
     }
@@ -122,12 +126,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let listener = serve::bind(settings.grpc_addr).await?;
     let grpc_addr = listener.local_addr()?;
     let signal = shutdown_signal()?;
+    let cancel = CancellationToken::new();
+    let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
+    let kafka = settings
+        .kafka
+        .start(backend.clone(), producer_ids.clone(), cancel.clone())
+        .await?;
+    let kafka = kafka.map_or_else(String::new, |addr| format!(" kafka={addr}"));
     println!(
-        "sluice standalone: grpc={grpc_addr} data-dir={} volumes={}",
+        "sluice standalone: grpc={grpc_addr}{kafka} data-dir={} volumes={}",
         settings.data_dir.display(),
         settings.volumes.join(",")
     );
-    let cancel = CancellationToken::new();
     serve::cancel_on_signal(signal, cancel.clone());
     let keeper = register(metadata.clone(), grpc_addr).await?;
     // The only coordinator there is: no election, no fence.
@@ -138,12 +148,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(
-            SluiceService::new(
-                backend.clone(),
-                Arc::new(ProducerIds::new(metadata.clone())),
-                cancel.clone(),
-            )
-            .into_server(),
+            SluiceService::new(backend.clone(), producer_ids, cancel.clone()).into_server(),
         )
         .add_service(
             AdminService::new(admin, backend, Some(vec![BROKER_ID]), defaults).into_server(),

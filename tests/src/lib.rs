@@ -63,6 +63,8 @@ pub struct Standalone {
     child: Child,
     pub data_dir: PathBuf,
     pub addr: SocketAddr,
+    /// The Kafka listener's address, when started with `--kafka-addr`.
+    pub kafka_addr: Option<SocketAddr>,
     extra_args: Vec<String>,
     stderr_log: PathBuf,
     /// The temporary directory holding `data_dir`, removed when the server is dropped.
@@ -118,6 +120,10 @@ impl Standalone {
             child,
             data_dir,
             addr: announced.parse()?,
+            kafka_addr: line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("kafka="))
+                .and_then(|a| a.parse().ok()),
             extra_args,
             stderr_log,
             temp: None,

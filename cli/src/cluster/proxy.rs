@@ -14,7 +14,7 @@ use sluice_proxy::{AdminService, ClusterBackend, GroupsForwarder, SluiceService}
 use tokio_util::sync::CancellationToken;
 
 use super::ClusterArgs;
-use crate::node::FileConfig;
+use crate::node::{FileConfig, KafkaArgs};
 use crate::serve::{self, init_logging, shutdown_signal};
 
 #[derive(clap::Args, Debug)]
@@ -31,6 +31,8 @@ pub struct Args {
     /// consumers that read them again (0 disables; default 256 MiB).
     #[arg(long, env = "SLUICE_BLOCK_CACHE_BYTES")]
     block_cache_bytes: Option<u64>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -65,7 +67,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     metadata.txn(vec![], vec![registration]).await?;
     let signal = shutdown_signal()?;
-    println!("sluice proxy: grpc={addr}");
+    let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
+    let kafka = args
+        .kafka
+        .start(backend.clone(), producer_ids.clone(), cancel.clone())
+        .await?;
+    let kafka = kafka.map_or_else(String::new, |addr| format!(" kafka={addr}"));
+    println!("sluice proxy: grpc={addr}{kafka}");
     serve::cancel_on_signal(signal, cancel.clone());
     let defaults = crate::standalone::topic_defaults(&BrokerConfig::default());
     // Partitions of new topics are assigned by the controller.
@@ -75,7 +83,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None,
         defaults,
     );
-    let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(SluiceService::new(backend, producer_ids, cancel.clone()).into_server())
