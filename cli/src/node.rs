@@ -256,6 +256,7 @@ impl KafkaArgs {
         &self,
         backend: std::sync::Arc<dyn sluice_proxy::Backend>,
         producer_ids: std::sync::Arc<sluice_metadata::ProducerIds>,
+        admin: sluice_proxy::AdminService,
         cancel: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Option<SocketAddr>> {
         let Some(addr) = self.kafka_addr else {
@@ -277,8 +278,13 @@ impl KafkaArgs {
             }
             None => (bound.ip().to_string(), bound.port()),
         };
-        let service =
-            sluice_proxy::kafka::KafkaService::new(backend, producer_ids, advertised, cancel);
+        let service = sluice_proxy::kafka::KafkaService::new(
+            backend,
+            producer_ids,
+            admin,
+            advertised,
+            cancel,
+        );
         tokio::spawn(service.serve(listener));
         Ok(Some(bound))
     }

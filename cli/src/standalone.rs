@@ -128,9 +128,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let signal = shutdown_signal()?;
     let cancel = CancellationToken::new();
     let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
+    let admin = AdminService::new(admin, backend.clone(), Some(vec![BROKER_ID]), defaults);
     let kafka = settings
         .kafka
-        .start(backend.clone(), producer_ids.clone(), cancel.clone())
+        .start(
+            backend.clone(),
+            producer_ids.clone(),
+            admin.clone(),
+            cancel.clone(),
+        )
         .await?;
     let kafka = kafka.map_or_else(String::new, |addr| format!(" kafka={addr}"));
     println!(
@@ -150,9 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .add_service(
             SluiceService::new(backend.clone(), producer_ids, cancel.clone()).into_server(),
         )
-        .add_service(
-            AdminService::new(admin, backend, Some(vec![BROKER_ID]), defaults).into_server(),
-        )
+        .add_service(admin.into_server())
         .add_service(GroupsService::new(groups).into_server());
     let served = serve::serve(router, listener, cancel).await;
     let _ = keeper.release().await;

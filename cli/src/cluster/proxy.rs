@@ -67,14 +67,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     metadata.txn(vec![], vec![registration]).await?;
     let signal = shutdown_signal()?;
-    let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
-    let kafka = args
-        .kafka
-        .start(backend.clone(), producer_ids.clone(), cancel.clone())
-        .await?;
-    let kafka = kafka.map_or_else(String::new, |addr| format!(" kafka={addr}"));
-    println!("sluice proxy: grpc={addr}{kafka}");
-    serve::cancel_on_signal(signal, cancel.clone());
     let defaults = crate::standalone::topic_defaults(&BrokerConfig::default());
     // Partitions of new topics are assigned by the controller.
     let admin = AdminService::new(
@@ -83,6 +75,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None,
         defaults,
     );
+    let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
+    let kafka = args
+        .kafka
+        .start(
+            backend.clone(),
+            producer_ids.clone(),
+            admin.clone(),
+            cancel.clone(),
+        )
+        .await?;
+    let kafka = kafka.map_or_else(String::new, |addr| format!(" kafka={addr}"));
+    println!("sluice proxy: grpc={addr}{kafka}");
+    serve::cancel_on_signal(signal, cancel.clone());
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(SluiceService::new(backend, producer_ids, cancel.clone()).into_server())

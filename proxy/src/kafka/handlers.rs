@@ -14,7 +14,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, InitProducerIdRequest,
+    ApiKey, ApiVersionsResponse, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, FetchRequest, FetchResponse, InitProducerIdRequest,
     InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
     MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader, TopicName,
 };
@@ -38,6 +39,9 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, MAX_API_VERSIONS),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
 ];
 
 /// Kafka's error codes used here.
@@ -110,6 +114,27 @@ pub(super) async fn handle(
         ApiKey::InitProducerId => {
             let _request = InitProducerIdRequest::decode(&mut body, version)?;
             encode(&init_producer_id(service).await, version)?
+        }
+        ApiKey::CreateTopics => {
+            let request = CreateTopicsRequest::decode(&mut body, version)?;
+            encode(
+                &super::admin::create_topics(&service.admin, request).await,
+                version,
+            )?
+        }
+        ApiKey::DeleteTopics => {
+            let request = DeleteTopicsRequest::decode(&mut body, version)?;
+            encode(
+                &super::admin::delete_topics(&service.admin, request).await,
+                version,
+            )?
+        }
+        ApiKey::CreatePartitions => {
+            let request = CreatePartitionsRequest::decode(&mut body, version)?;
+            encode(
+                &super::admin::create_partitions(&service.admin, request).await,
+                version,
+            )?
         }
         _ => anyhow::bail!("{key:?} is not supported"),
     };

@@ -10,8 +10,10 @@
 //! not decode closes the connection with a log line.
 //!
 //! APIs so far: ApiVersions, Metadata, Produce, Fetch, ListOffsets,
-//! InitProducerId (issue 6 adds the group and admin APIs).
+//! InitProducerId, CreateTopics, DeleteTopics, CreatePartitions (issue 6
+//! adds the group APIs and the rest).
 
+mod admin;
 mod handlers;
 
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::Backend;
+use crate::{AdminService, Backend};
 
 /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const MAX_FRAME_BYTES: usize = 100 << 20;
@@ -34,6 +36,7 @@ pub const MAX_FRAME_BYTES: usize = 100 << 20;
 pub struct KafkaService {
     backend: Arc<dyn Backend>,
     producer_ids: Arc<ProducerIds>,
+    admin: AdminService,
     /// The host and port clients are told to connect to (this proxy).
     advertised: (String, u16),
     /// This proxy's broker id in Kafka metadata.
@@ -45,12 +48,14 @@ impl KafkaService {
     pub fn new(
         backend: Arc<dyn Backend>,
         producer_ids: Arc<ProducerIds>,
+        admin: AdminService,
         advertised: (String, u16),
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             backend,
             producer_ids,
+            admin,
             advertised,
             node_id: 0,
             shutdown,
