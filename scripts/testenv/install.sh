@@ -53,6 +53,12 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import boto3, moto.
   pip_install 'moto[server]' boto3
 fi
 
+# The Kafka-protocol tests drive Sluice with librdkafka through confluent-kafka.
+if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
+  log "installing confluent-kafka"
+  pip_install confluent-kafka
+fi
+
 jars=$CACHE/$PYSPARK/deps/jars
 if [[ ! -d $jars ]]; then
   mkdir -p "$CACHE"

@@ -217,3 +217,45 @@ async fn bad_frames_close_the_connection_and_spare_the_server() -> anyhow::Resul
     assert!(TcpStream::connect(kafka).is_ok());
     Ok(())
 }
+
+/// Whether Python's confluent-kafka (librdkafka) is there; scripts/test.sh
+/// installs it.
+fn confluent_kafka() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("SLUICE_TEST_SERVERS_REQUIRED").is_none(),
+            "python3 with confluent-kafka is not installed (scripts/testenv/install.sh installs it)"
+        );
+        eprintln!("skipped: python3 with confluent-kafka is not installed");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_admin_creates_grows_and_deletes_topics() -> anyhow::Result<()> {
+    if !confluent_kafka() {
+        return Ok(());
+    }
+    let (_server, kafka) = kafka_server()?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/admin.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(kafka.to_string())
+            .output(),
+    )
+    .await??;
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "ok",
+        "{} failed:\n{}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
