@@ -248,6 +248,14 @@ pub struct KafkaArgs {
     /// address --kafka-addr bound).
     #[arg(long, env = "SLUICE_KAFKA_ADVERTISED_ADDR", requires = "kafka_addr")]
     pub kafka_advertised_addr: Option<String>,
+    /// Create a topic a Kafka client asks about that does not exist, as
+    /// Kafka's auto.create.topics.enable does (default: true in standalone,
+    /// false on cluster proxies).
+    #[arg(long, env = "SLUICE_KAFKA_AUTO_CREATE_TOPICS", action = clap::ArgAction::Set)]
+    pub kafka_auto_create_topics: Option<bool>,
+    /// Partitions of topics created on first use.
+    #[arg(long, env = "SLUICE_KAFKA_AUTO_CREATE_PARTITIONS", default_value_t = 1)]
+    pub kafka_auto_create_partitions: u32,
 }
 
 impl KafkaArgs {
@@ -257,6 +265,7 @@ impl KafkaArgs {
         backend: std::sync::Arc<dyn sluice_proxy::Backend>,
         producer_ids: std::sync::Arc<sluice_metadata::ProducerIds>,
         admin: sluice_proxy::AdminService,
+        auto_create_by_default: bool,
         cancel: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Option<SocketAddr>> {
         let Some(addr) = self.kafka_addr else {
@@ -278,13 +287,18 @@ impl KafkaArgs {
             }
             None => (bound.ip().to_string(), bound.port()),
         };
+        let auto_create = self
+            .kafka_auto_create_topics
+            .unwrap_or(auto_create_by_default)
+            .then_some(self.kafka_auto_create_partitions.max(1));
         let service = sluice_proxy::kafka::KafkaService::new(
             backend,
             producer_ids,
             admin,
             advertised,
             cancel,
-        );
+        )
+        .with_auto_create(auto_create);
         tokio::spawn(service.serve(listener));
         Ok(Some(bound))
     }

@@ -135,6 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             backend.clone(),
             producer_ids.clone(),
             admin.clone(),
+            true,
             cancel.clone(),
         )
         .await?;

@@ -259,3 +259,46 @@ async fn confluent_kafka_admin_creates_grows_and_deletes_topics() -> anyhow::Res
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_creates_a_topic_a_kafka_client_produces_to() -> anyhow::Result<()> {
+    let Some(kcat) = kcat() else { return Ok(()) };
+    let (server, kafka) = kafka_server()?;
+    let broker = kafka.to_string();
+    run_kcat(
+        &kcat,
+        &["-b", &broker, "-P", "-t", "fresh"],
+        Some(b"a\nb\nc\n"),
+    )?;
+    let output = run_kcat(
+        &kcat,
+        &[
+            "-b",
+            &broker,
+            "-C",
+            "-t",
+            "fresh",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    )?;
+    assert_eq!(output.lines().collect::<Vec<_>>(), ["a", "b", "c"]);
+    // Off by flag: an unknown topic stays unknown.
+    drop(server);
+    let server = Standalone::start_temp(&[
+        "--kafka-addr",
+        "127.0.0.1:0",
+        "--kafka-auto-create-topics",
+        "false",
+    ])?;
+    let broker = server.kafka_addr.map(|a| a.to_string()).unwrap_or_default();
+    let listing = run_kcat(&kcat, &["-b", &broker, "-L", "-t", "fresh"], None)?;
+    assert!(
+        listing.contains("Broker: Unknown topic or partition"),
+        "{listing}"
+    );
+    Ok(())
+}

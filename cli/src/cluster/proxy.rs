@@ -82,6 +82,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             backend.clone(),
             producer_ids.clone(),
             admin.clone(),
+            false,
             cancel.clone(),
         )
         .await?;

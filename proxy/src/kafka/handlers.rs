@@ -92,6 +92,9 @@ pub(super) async fn handle(
         ApiKey::ApiVersions => encode(&api_versions(), version)?,
         ApiKey::Metadata => {
             let request = MetadataRequest::decode(&mut body, version)?;
+            if request.allow_auto_topic_creation {
+                auto_create(service, &request).await;
+            }
             encode(&metadata(service, request), version)?
         }
         ApiKey::Produce => {
@@ -160,6 +163,43 @@ fn api_versions() -> ApiVersionsResponse {
         })
         .collect();
     response
+}
+
+/// Creates the unknown topics a Metadata request names, when this server
+/// creates topics on first use (Kafka's `auto.create.topics.enable`).
+async fn auto_create(service: &KafkaService, request: &MetadataRequest) {
+    let Some(partitions) = service.auto_create_partitions else {
+        return;
+    };
+    let names = request
+        .topics
+        .iter()
+        .flatten()
+        .filter_map(|t| t.name.as_ref());
+    for name in names {
+        let name = name.0.to_string();
+        if service.backend.partition_count(&name).is_some() {
+            continue;
+        }
+        let create = sluice_proto::v1::CreateTopicRequest {
+            name: name.clone(),
+            partitions,
+            config: None,
+        };
+        use sluice_proto::v1::admin_server::Admin;
+        match service
+            .admin
+            .create_topic(tonic::Request::new(create))
+            .await
+        {
+            Ok(_) => tracing::info!(topic = %name, partitions, "created a topic on first use"),
+            // Created meanwhile by another client: fine.
+            Err(status) if sluice_proto::error_code(&status) == Some("TOPIC_EXISTS") => {}
+            Err(status) => {
+                tracing::warn!(topic = %name, error = %status.message(), "cannot create a topic on first use")
+            }
+        }
+    }
 }
 
 /// The proxy is the cluster's only broker and every partition's leader.

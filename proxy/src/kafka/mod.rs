@@ -41,6 +41,9 @@ pub struct KafkaService {
     advertised: (String, u16),
     /// This proxy's broker id in Kafka metadata.
     node_id: i32,
+    /// Partitions of a topic created on first use (a Metadata request
+    /// naming it); `None`: unknown topics stay unknown.
+    auto_create_partitions: Option<u32>,
     shutdown: CancellationToken,
 }
 
@@ -58,8 +61,16 @@ impl KafkaService {
             admin,
             advertised,
             node_id: 0,
+            auto_create_partitions: None,
             shutdown,
         }
+    }
+
+    /// Creates unknown topics a client asks about, with `partitions`
+    /// partitions (Kafka's `auto.create.topics.enable`).
+    pub fn with_auto_create(mut self, partitions: Option<u32>) -> Self {
+        self.auto_create_partitions = partitions;
+        self
     }
 
     /// Accepts connections until shutdown.
