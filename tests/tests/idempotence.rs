@@ -77,29 +77,7 @@ async fn lost_responses_and_a_killed_proxy_never_duplicate_a_message() -> anyhow
         "no retry was of a batch already written: the dedupe path did not run"
     );
 
-    // Every message once, in the order sent within its partition, at the
-    // offset its delivery reported.
-    let mut client = cluster.client(1).await?;
-    let mut found: BTreeMap<u32, (u32, i64)> = BTreeMap::new();
-    for partition in 0..PARTITIONS {
-        let mut last = None;
-        for (offset, value) in read_all(&mut client, "orders", partition, 0).await? {
-            let i: u32 = String::from_utf8(value)?.parse()?;
-            if let Some(previous) = found.insert(i, (partition, offset)) {
-                panic!("message {i} written twice: at {previous:?} and {partition}/{offset}");
-            }
-            assert!(last < Some(i), "partition {partition}: {i} after {last:?}");
-            last = Some(i);
-        }
-    }
-    assert_eq!(found.len(), MESSAGES as usize, "messages lost");
-    for (i, delivery) in delivered.iter().enumerate() {
-        assert_eq!(
-            found[&(i as u32)],
-            (delivery.partition, delivery.offset),
-            "message {i} is not where its delivery said"
-        );
-    }
+    check_exactly_once(&cluster, 1, &delivered).await?;
     producer.close().await?;
     Ok(())
 }
@@ -128,7 +106,20 @@ async fn a_broker_killed_mid_load_never_duplicates_a_message() -> anyhow::Result
     for delivery in deliveries {
         delivered.push(delivery.await?);
     }
-    let mut client = cluster.client(0).await?;
+    check_exactly_once(&cluster, 0, &delivered).await?;
+    println!("retries: {:?}", producer.stats());
+    producer.close().await?;
+    Ok(())
+}
+
+/// Every message once, in the order sent within its partition, at the
+/// offset its delivery reported (read through proxy `proxy`).
+async fn check_exactly_once(
+    cluster: &Cluster,
+    proxy: usize,
+    delivered: &[sluice_sdk::Delivery],
+) -> anyhow::Result<()> {
+    let mut client = cluster.client(proxy).await?;
     let mut found: BTreeMap<u32, (u32, i64)> = BTreeMap::new();
     for partition in 0..PARTITIONS {
         let mut last = None;
@@ -143,9 +134,11 @@ async fn a_broker_killed_mid_load_never_duplicates_a_message() -> anyhow::Result
     }
     assert_eq!(found.len(), MESSAGES as usize, "messages lost");
     for (i, delivery) in delivered.iter().enumerate() {
-        assert_eq!(found[&(i as u32)], (delivery.partition, delivery.offset));
+        assert_eq!(
+            found[&(i as u32)],
+            (delivery.partition, delivery.offset),
+            "message {i} is not where its delivery said"
+        );
     }
-    println!("retries: {:?}", producer.stats());
-    producer.close().await?;
     Ok(())
 }

@@ -15,18 +15,8 @@ use sluice_proto::v1;
 use sluice_proto::v1::admin_server::Admin;
 use tonic::{Request, Status};
 
+use super::code;
 use crate::AdminService;
-
-/// Kafka's error codes of admin requests.
-mod code {
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-}
 
 /// An admin refusal as Kafka's error code and message.
 fn refusal(status: &Status) -> (i16, Option<StrBytes>) {

@@ -23,7 +23,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_broker::AckMode;
 use sluice_log::{PartitionKey, read};
 
-use super::KafkaService;
+use super::{KafkaService, code};
 use crate::error::ProxyError;
 use crate::fetch::{FetchRequest as ProxyFetch, check_partition, fetch};
 use crate::grpc::list_offsets::current_view;
@@ -43,24 +43,6 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
 ];
-
-/// Kafka's error codes used here.
-mod code {
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const MESSAGE_TOO_LARGE: i16 = 10;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
-    pub const INVALID_RECORD: i16 = 87;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-}
 
 /// Longest a fetch may wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);
