@@ -40,6 +40,16 @@ fn commit(group: &str, member: &str, generation: i32, partition: u32) -> v1::Com
     }
 }
 
+/// A heartbeat of `member` in group "g", held up to `max_wait_ms`.
+fn heartbeat(member: impl Into<String>, generation: i32, max_wait_ms: u32) -> v1::HeartbeatRequest {
+    v1::HeartbeatRequest {
+        group: "g".into(),
+        member_id: member.into(),
+        generation,
+        max_wait_ms,
+    }
+}
+
 async fn groups(server: &Standalone) -> anyhow::Result<GroupsClient<Channel>> {
     Ok(GroupsClient::new(server.channel().await?))
 }
@@ -104,12 +114,7 @@ async fn bad_joins_are_refused_with_precise_errors() -> anyhow::Result<()> {
     );
     // The group is untouched: the first member is still stable.
     let beat = client
-        .heartbeat(v1::HeartbeatRequest {
-            group: "g".into(),
-            member_id: first.member_id.clone(),
-            generation: first.generation,
-            max_wait_ms: 0,
-        })
+        .heartbeat(heartbeat(first.member_id.clone(), first.generation, 0))
         .await?
         .into_inner();
     assert!(!beat.rebalance, "a refused join must not start a rebalance");
@@ -137,12 +142,7 @@ async fn stale_members_and_foreign_partitions_are_refused() -> anyhow::Result<()
     });
     let beat = tokio::time::timeout(
         Duration::from_secs(10),
-        client.heartbeat(v1::HeartbeatRequest {
-            group: "g".into(),
-            member_id: a.member_id.clone(),
-            generation: a.generation,
-            max_wait_ms: 5_000,
-        }),
+        client.heartbeat(heartbeat(a.member_id.clone(), a.generation, 5_000)),
     )
     .await??
     .into_inner();
@@ -216,14 +216,7 @@ async fn stale_members_and_foreign_partitions_are_refused() -> anyhow::Result<()
         "INVALID_REQUEST",
     );
 
-    let r = client
-        .heartbeat(v1::HeartbeatRequest {
-            group: "g".into(),
-            member_id: "ghost".into(),
-            generation: a2.generation,
-            max_wait_ms: 0,
-        })
-        .await;
+    let r = client.heartbeat(heartbeat("ghost", a2.generation, 0)).await;
     expect_error(
         "unknown member heartbeat",
         r,

@@ -616,7 +616,12 @@ impl Coordinator {
             .collect();
         let mut out = Vec::new();
         for name in names {
-            out.push(self.describe(&name).await?.summary);
+            match self.describe(&name).await {
+                Ok(details) => out.push(details.summary),
+                // Deleted meanwhile.
+                Err(GroupError::UnknownGroup { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
@@ -625,6 +630,11 @@ impl Coordinator {
     /// session timeout) and committed offsets.
     pub async fn describe(&self, group: &str) -> Result<GroupDetails, GroupError> {
         self.with_group(group, |entry, _, _| {
+            if entry.is_blank() {
+                return Err(GroupError::UnknownGroup {
+                    group: group.to_owned(),
+                });
+            }
             let g = &entry.group;
             let summary = GroupSummary {
                 group: group.to_owned(),
@@ -647,16 +657,16 @@ impl Coordinator {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            GroupDetails {
+            Ok(GroupDetails {
                 summary,
                 generation: g.generation(),
                 assignor: g.protocol().unwrap_or_default().to_owned(),
                 leader: g.leader().unwrap_or_default().to_owned(),
                 members,
                 offsets,
-            }
+            })
         })
-        .await
+        .await?
     }
 
     /// Deletes a group without members, with its offsets.

@@ -195,9 +195,6 @@ impl v1::groups_server::Groups for GroupsService {
     ) -> Result<Response<v1::GroupDescription>, Status> {
         let r = request.into_inner();
         let details = self.slot.get()?.describe(&r.group).await?;
-        if details.generation == 0 && details.offsets.is_empty() && details.members.is_empty() {
-            return Err(GroupError::UnknownGroup { group: r.group }.into());
-        }
         Ok(Response::new(v1::GroupDescription {
             group: details.summary.group,
             state: details.summary.state.name().to_owned(),

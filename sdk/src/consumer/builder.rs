@@ -18,6 +18,15 @@ pub enum OffsetReset {
     Latest,
 }
 
+impl From<OffsetReset> for crate::types::OffsetSpec {
+    fn from(reset: OffsetReset) -> Self {
+        match reset {
+            OffsetReset::Earliest => crate::types::OffsetSpec::Earliest,
+            OffsetReset::Latest => crate::types::OffsetSpec::Latest,
+        }
+    }
+}
+
 /// The consumer's settings (see [`ConsumerBuilder`] for each).
 #[derive(Clone)]
 pub(crate) struct ConsumerConfig {

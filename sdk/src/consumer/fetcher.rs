@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::backoff::Backoff;
 use crate::connection::{Connection, Deadline, data_client};
-use crate::consumer::builder::{ConsumerConfig, OffsetReset};
+use crate::consumer::builder::ConsumerConfig;
 use crate::error::{Error, Result};
 use crate::types::{Header, OffsetSpec, TopicName, resolve_offset};
 
@@ -189,10 +189,7 @@ impl Fetcher {
     /// The offset fell out of the log (retention) or beyond its end: start
     /// again where `auto_offset_reset` says.
     async fn reset_offset(&mut self, error: Error, backoff: &mut Backoff) -> bool {
-        let spec = match self.config.auto_offset_reset {
-            OffsetReset::Earliest => OffsetSpec::Earliest,
-            OffsetReset::Latest => OffsetSpec::Latest,
-        };
+        let spec = OffsetSpec::from(self.config.auto_offset_reset);
         let reset = resolve_offset(
             &self.connection,
             Deadline::request(self.config.request_timeout),

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use crate::connection::Deadline;
-use crate::consumer::builder::OffsetReset;
 use crate::consumer::{Consumer, group};
 use crate::error::{Error, Result};
 use crate::types::{OffsetSpec, TopicPartition, resolve_offset};
@@ -22,10 +21,7 @@ impl Consumer {
             Some(group) => group::fetch_offsets(&self.connection, timeout, group, &missing).await?,
             None => HashMap::new(),
         };
-        let spec = match self.config.auto_offset_reset {
-            OffsetReset::Earliest => OffsetSpec::Earliest,
-            OffsetReset::Latest => OffsetSpec::Latest,
-        };
+        let spec = OffsetSpec::from(self.config.auto_offset_reset);
         let mut reset = Vec::new();
         for tp in missing {
             match committed.get(&tp) {
