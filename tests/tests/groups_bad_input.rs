@@ -23,6 +23,7 @@ fn join(group: &str, member: &str, assignors: &[&str], topics: &[&str]) -> v1::J
         rebalance_timeout_ms: 10_000,
         topics: topics.iter().map(|t| t.to_string()).collect(),
         assignors: assignors.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
     }
 }
 
@@ -237,6 +238,7 @@ async fn stale_members_and_foreign_partitions_are_refused() -> anyhow::Result<()
             .leave_group(v1::LeaveGroupRequest {
                 group: "g".into(),
                 member_id: member.clone(),
+                instance_id: String::new(),
             })
             .await?;
     }

@@ -74,6 +74,16 @@ pub struct Protocol {
     pub metadata: Vec<u8>,
 }
 
+impl Protocol {
+    /// A protocol without metadata (`sluice` members' assignors).
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            metadata: Vec::new(),
+        }
+    }
+}
+
 /// A member's partitions: by topic, sorted.
 pub type Partitions = BTreeMap<String, Vec<u32>>;
 
@@ -104,6 +114,8 @@ pub struct JoinRequest {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub client_id: String,
+    /// Where the member connects from.
+    pub client_host: String,
     pub session_timeout: Duration,
     /// Zero: the session timeout.
     pub rebalance_timeout: Duration,
@@ -119,6 +131,8 @@ pub struct Member {
     pub id: String,
     pub instance_id: Option<String>,
     pub client_id: String,
+    #[serde(default)]
+    pub client_host: String,
     #[serde(with = "millis")]
     pub session_timeout: Duration,
     #[serde(with = "millis")]
@@ -287,6 +301,7 @@ impl Group {
                     id: m.id.clone(),
                     instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
                     session_timeout: m.session_timeout,
                     rebalance_timeout: m.rebalance_timeout,
                     protocols: m.protocols.clone(),
@@ -395,6 +410,7 @@ impl Group {
                         member.protocols == request.protocols && member.topics == request.topics;
                     member.id = new_member_id.clone();
                     member.client_id = request.client_id.clone();
+                    member.client_host = request.client_host.clone();
                     member.session_timeout = request.session_timeout;
                     member.rebalance_timeout = rebalance_timeout;
                     member.protocols = request.protocols.clone();
@@ -416,6 +432,7 @@ impl Group {
                             id: new_member_id.clone(),
                             instance_id: request.instance_id.clone(),
                             client_id: request.client_id.clone(),
+                            client_host: request.client_host.clone(),
                             session_timeout: request.session_timeout,
                             rebalance_timeout,
                             protocols: request.protocols.clone(),
@@ -433,15 +450,32 @@ impl Group {
             }
         } else {
             let missing = self.unknown(&request.member_id);
+            let leader = self.leader.as_deref() == Some(request.member_id.as_str());
+            let stable = self.state == GroupState::Stable;
             let Some(member) = self.members.get_mut(&request.member_id) else {
                 let _ = waiter.send(Err(missing));
                 return;
             };
+            // Kafka's rule for a leader-assigned group: a member (not the
+            // leader) rejoining a stable group with the same protocols
+            // gets the current generation back (it lost the answer, say);
+            // anything else is a change the group rebalances for.
+            if stable
+                && !leader
+                && request.protocol_type != SLUICE_PROTOCOL
+                && member.protocols == request.protocols
+            {
+                member.session_deadline = Some(now + member.session_timeout);
+                let result = self.result_for(&request.member_id);
+                let _ = waiter.send(Ok(result));
+                return;
+            }
             member.protocols = request.protocols.clone();
             member.topics = request.topics.clone();
             member.session_timeout = request.session_timeout;
             member.rebalance_timeout = rebalance_timeout;
             member.client_id = request.client_id.clone();
+            member.client_host = request.client_host.clone();
             request.member_id.clone()
         };
         self.protocol_type = Some(request.protocol_type.clone());
@@ -816,6 +850,33 @@ impl Group {
             });
         }
         Ok(false)
+    }
+
+    /// The member to leave: by id, or (empty id) the static member with
+    /// `instance_id`; with both, they must agree (Kafka's rule: an old
+    /// incarnation cannot make the new one leave).
+    pub fn leaving_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<String, GroupError> {
+        let Some(instance) = instance_id else {
+            return Ok(member_id.to_owned());
+        };
+        let current = self
+            .members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance));
+        match current {
+            Some(m) if member_id.is_empty() || m.id == member_id => Ok(m.id.clone()),
+            Some(_) => Err(GroupError::FencedInstance {
+                instance: instance.to_owned(),
+            }),
+            None if member_id.is_empty() => Err(GroupError::UnknownMember {
+                member: format!("(instance {instance})"),
+            }),
+            None => Ok(member_id.to_owned()),
+        }
     }
 
     /// A member leaves: the others rebalance.

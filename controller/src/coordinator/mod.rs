@@ -436,22 +436,29 @@ impl Coordinator {
         Ok(())
     }
 
-    /// A SyncGroup of a leader-assigned group (Kafka clients).
+    /// A SyncGroup of a leader-assigned group (Kafka clients): this
+    /// member's assignment bytes, with the group's protocol type and
+    /// protocol.
     pub async fn sync(
         &self,
         group: &str,
         member_id: &str,
         generation: i32,
         assignments: Vec<(String, Vec<u8>)>,
-    ) -> Result<Vec<u8>, GroupError> {
+    ) -> Result<(Vec<u8>, String, String), GroupError> {
         let (tx, rx) = oneshot::channel();
-        self.with_group(group, |entry, _, now| {
-            entry
-                .group
-                .sync(member_id, generation, assignments, tx, now)
-        })
-        .await?;
-        self.answer(group, rx).await
+        let (protocol_type, protocol) = self
+            .with_group(group, |entry, _, now| {
+                let g = &mut entry.group;
+                g.sync(member_id, generation, assignments, tx, now);
+                (
+                    g.protocol_type().unwrap_or_default().to_owned(),
+                    g.protocol().unwrap_or_default().to_owned(),
+                )
+            })
+            .await?;
+        let assignment = self.answer(group, rx).await?;
+        Ok((assignment, protocol_type, protocol))
     }
 
     /// A heartbeat, held up to `max_wait` unless a rebalance starts.
@@ -489,10 +496,17 @@ impl Coordinator {
         .await?
     }
 
-    /// A member leaves at once.
-    pub async fn leave(&self, group: &str, member_id: &str) -> Result<(), GroupError> {
+    /// A member leaves at once: by id, or a static member by instance id
+    /// (see [`Group::leaving_member`]).
+    pub async fn leave(
+        &self,
+        group: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), GroupError> {
         self.with_group(group, |entry, topics, now| {
-            entry.group.leave(member_id, topics, now)
+            let id = entry.group.leaving_member(member_id, instance_id)?;
+            entry.group.leave(&id, topics, now)
         })
         .await?
     }
@@ -648,8 +662,16 @@ impl Coordinator {
                     member_id: m.id.clone(),
                     instance_id: m.instance_id.clone().unwrap_or_default(),
                     client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
                     assignment: m.assignment.clone(),
                     session_timeout: m.session_timeout,
+                    metadata: m
+                        .protocols
+                        .iter()
+                        .find(|p| Some(p.name.as_str()) == g.protocol())
+                        .map(|p| p.metadata.clone())
+                        .unwrap_or_default(),
+                    assignment_bytes: m.assignment_bytes.clone(),
                 })
                 .collect();
             let offsets = entry
@@ -787,8 +809,13 @@ pub struct MemberSummary {
     pub member_id: String,
     pub instance_id: String,
     pub client_id: String,
+    pub client_host: String,
     pub assignment: group::Partitions,
     pub session_timeout: Duration,
+    /// Leader-assigned groups: the member's metadata for the group's
+    /// protocol, and its assignment as its leader encoded it.
+    pub metadata: Vec<u8>,
+    pub assignment_bytes: Vec<u8>,
 }
 
 /// Everything `group describe` shows.

@@ -77,27 +77,36 @@ impl v1::groups_server::Groups for GroupsService {
     ) -> Result<Response<v1::JoinGroupResponse>, Status> {
         let r = request.into_inner();
         let coordinator = self.slot.get()?;
-        let assignors = if r.assignors.is_empty() {
-            ASSIGNORS.iter().map(|a| (*a).to_owned()).collect()
+        let sluice = r.protocol_type.is_empty() || r.protocol_type == SLUICE_PROTOCOL;
+        let protocols = if !sluice {
+            r.protocols
+                .into_iter()
+                .map(|p| Protocol {
+                    name: p.name,
+                    metadata: p.metadata.to_vec(),
+                })
+                .collect()
+        } else if r.assignors.is_empty() {
+            ASSIGNORS.iter().map(|a| Protocol::named(a)).collect()
         } else {
-            r.assignors
+            r.assignors.iter().map(|a| Protocol::named(a)).collect()
         };
         let join = JoinRequest {
             member_id: r.member_id,
             instance_id: Some(r.instance_id).filter(|i| !i.is_empty()),
             client_id: r.client_id,
+            client_host: r.client_host,
             session_timeout: Duration::from_millis(r.session_timeout_ms.into()),
             rebalance_timeout: Duration::from_millis(r.rebalance_timeout_ms.into()),
-            protocol_type: SLUICE_PROTOCOL.to_owned(),
-            protocols: assignors
-                .into_iter()
-                .map(|name| Protocol {
-                    name,
-                    metadata: Vec::new(),
-                })
-                .collect(),
+            protocol_type: if sluice {
+                SLUICE_PROTOCOL.to_owned()
+            } else {
+                r.protocol_type
+            },
+            protocols,
             topics: r.topics.into_iter().collect::<BTreeSet<_>>(),
         };
+        let protocol_type = join.protocol_type.clone();
         let result = coordinator.join(&r.group, join).await.inspect_err(|e| {
             tracing::debug!(group = %r.group, error = %e, "join refused");
         })?;
@@ -108,6 +117,41 @@ impl v1::groups_server::Groups for GroupsService {
             leader_id: result.leader_id,
             assignment: to_proto(&result.assignment),
             heartbeat_interval_ms: (result.session_timeout.as_millis() / 3) as u32,
+            members: result
+                .members
+                .into_iter()
+                .map(|(member_id, instance_id, metadata)| v1::JoinedMember {
+                    member_id,
+                    instance_id: instance_id.unwrap_or_default(),
+                    metadata: metadata.into(),
+                })
+                .collect(),
+            protocol_type,
+        }))
+    }
+
+    async fn sync_group(
+        &self,
+        request: Request<v1::SyncGroupRequest>,
+    ) -> Result<Response<v1::SyncGroupResponse>, Status> {
+        let r = request.into_inner();
+        let assignments = r
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id, a.assignment.to_vec()))
+            .collect();
+        let (assignment, protocol_type, protocol) = self
+            .slot
+            .get()?
+            .sync(&r.group, &r.member_id, r.generation, assignments)
+            .await
+            .inspect_err(|e| {
+                tracing::debug!(group = %r.group, member = %r.member_id, error = %e, "sync refused");
+            })?;
+        Ok(Response::new(v1::SyncGroupResponse {
+            assignment: assignment.into(),
+            protocol_type,
+            protocol,
         }))
     }
 
@@ -130,7 +174,11 @@ impl v1::groups_server::Groups for GroupsService {
         request: Request<v1::LeaveGroupRequest>,
     ) -> Result<Response<v1::LeaveGroupResponse>, Status> {
         let r = request.into_inner();
-        self.slot.get()?.leave(&r.group, &r.member_id).await?;
+        let instance = Some(r.instance_id.as_str()).filter(|i| !i.is_empty());
+        self.slot
+            .get()?
+            .leave(&r.group, &r.member_id, instance)
+            .await?;
         Ok(Response::new(v1::LeaveGroupResponse {}))
     }
 
@@ -211,6 +259,9 @@ impl v1::groups_server::Groups for GroupsService {
                     client_id: m.client_id,
                     assignment: to_proto(&m.assignment),
                     session_timeout_ms: m.session_timeout.as_millis() as u32,
+                    client_host: m.client_host,
+                    metadata: m.metadata.into(),
+                    assignment_bytes: m.assignment_bytes.into(),
                 })
                 .collect(),
             offsets: details.offsets.into_iter().map(committed).collect(),

@@ -172,6 +172,7 @@ macro_rules! forward {
 }
 
 forward! {
+    sync_group(v1::SyncGroupRequest) -> v1::SyncGroupResponse;
     heartbeat(v1::HeartbeatRequest) -> v1::HeartbeatResponse;
     leave_group(v1::LeaveGroupRequest) -> v1::LeaveGroupResponse;
     commit_offsets(v1::CommitOffsetsRequest) -> v1::CommitOffsetsResponse;

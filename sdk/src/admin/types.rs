@@ -319,6 +319,7 @@ mod tests {
                 partitions: vec![0, 2],
             }],
             session_timeout_ms: 10_000,
+            ..Default::default()
         });
         assert_eq!(member.instance_id, None);
         assert_eq!(

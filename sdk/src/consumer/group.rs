@@ -92,6 +92,7 @@ pub(crate) async fn join_group(
             rebalance_timeout_ms: millis(config.rebalance_timeout),
             topics: topics.to_vec(),
             assignors: config.assignors.clone(),
+            ..Default::default()
         };
         let answer = connection
             .call("join group", deadline, |channel| {
@@ -326,6 +327,7 @@ pub(crate) async fn leave_group(
     let request = v1::LeaveGroupRequest {
         group: group.to_owned(),
         member_id: member_id.to_owned(),
+        instance_id: String::new(),
     };
     connection
         .call("leave group", Deadline::request(timeout), |channel| {
