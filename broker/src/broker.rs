@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BrokerConfig, OBJECT_STORE_MIN_FLUSH_INTERVAL, PartitionConfig};
 use crate::error::BrokerError;
 use crate::partition::machine::{
-    AckMode, Appended, ProduceBatches, ProducerRejection, WriteRejected,
+    AckMode, Appended, DeleteRecordsRejected, ProduceBatches, ProducerRejection, WriteRejected,
 };
-use crate::partition::{PartitionHandle, ProduceFailure, ViewReceiver};
+use crate::partition::{
+    DeleteRecordsFailure, PartitionHandle, PartitionWriter, ProduceFailure, ViewReceiver,
+};
 
 /// `/sluice/leases/<topic>/<p>`: the write lease a broker holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -129,28 +131,7 @@ impl Broker {
         ack: AckMode,
         request_id: Option<String>,
     ) -> Result<Appended, BrokerError> {
-        let (writer, max_batch_bytes) = {
-            let state = self.lock();
-            let record = state
-                .topics
-                .get(topic)
-                .ok_or_else(|| BrokerError::UnknownTopic {
-                    topic: topic.to_owned(),
-                })?;
-            check_partition(topic, partition, record.partitions)?;
-            let handle = state
-                .partitions
-                .get(&PartitionKey::new(topic, partition))
-                .ok_or_else(|| BrokerError::NotOwner {
-                    topic: topic.to_owned(),
-                    partition,
-                })?;
-            let max = record
-                .config
-                .max_batch_bytes
-                .unwrap_or(self.config.max_batch_bytes);
-            (handle.writer(), max)
-        };
+        let (writer, max_batch_bytes) = self.writer(topic, partition)?;
         let mut batches = validate(
             topic,
             records,
@@ -162,23 +143,71 @@ impl Broker {
             .produce(batches, ack)
             .await
             .map_err(|failure| match failure {
-                ProduceFailure::Rejected(WriteRejected::Fenced { by_epoch }) => {
-                    BrokerError::Fenced {
-                        topic: topic.to_owned(),
-                        partition,
-                        by_epoch,
-                    }
-                }
-                ProduceFailure::Rejected(WriteRejected::Stopped) | ProduceFailure::Gone => {
-                    BrokerError::ShuttingDown {
-                        topic: topic.to_owned(),
-                        partition,
-                    }
-                }
-                ProduceFailure::Rejected(WriteRejected::Producer(rejection)) => {
-                    producer_error(topic, partition, rejection)
-                }
+                ProduceFailure::Rejected(rejected) => write_error(topic, partition, rejected),
+                ProduceFailure::Gone => BrokerError::ShuttingDown {
+                    topic: topic.to_owned(),
+                    partition,
+                },
             })
+    }
+
+    /// Raises a partition's log start offset to `offset` (Kafka's
+    /// DeleteRecords; -1: the high watermark) and returns the new log
+    /// start, once a saved checkpoint records it. Records below it are no
+    /// longer served; whole segments below it are deleted.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<i64, BrokerError> {
+        let (writer, _) = self.writer(topic, partition)?;
+        writer
+            .delete_records(offset)
+            .await
+            .map_err(|failure| match failure {
+                DeleteRecordsFailure::Rejected(DeleteRecordsRejected::OffsetOutOfRange {
+                    offset,
+                    high_watermark,
+                }) => BrokerError::DeleteOffsetOutOfRange {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                    high_watermark,
+                },
+                DeleteRecordsFailure::Rejected(DeleteRecordsRejected::Write(rejected)) => {
+                    write_error(topic, partition, rejected)
+                }
+                DeleteRecordsFailure::Gone => BrokerError::ShuttingDown {
+                    topic: topic.to_owned(),
+                    partition,
+                },
+            })
+    }
+
+    /// The mailbox of a partition this broker writes, and the topic's
+    /// largest batch.
+    fn writer(&self, topic: &str, partition: u32) -> Result<(PartitionWriter, u32), BrokerError> {
+        let state = self.lock();
+        let record = state
+            .topics
+            .get(topic)
+            .ok_or_else(|| BrokerError::UnknownTopic {
+                topic: topic.to_owned(),
+            })?;
+        check_partition(topic, partition, record.partitions)?;
+        let handle = state
+            .partitions
+            .get(&PartitionKey::new(topic, partition))
+            .ok_or_else(|| BrokerError::NotOwner {
+                topic: topic.to_owned(),
+                partition,
+            })?;
+        let max = record
+            .config
+            .max_batch_bytes
+            .unwrap_or(self.config.max_batch_bytes);
+        Ok((handle.writer(), max))
     }
 
     /// The visible log of a partition this broker writes.
@@ -380,6 +409,22 @@ impl Broker {
             }
         }
         tracing::info!(topic, "deleted topic data");
+    }
+}
+
+/// A write the partition refused, as the client sees it.
+fn write_error(topic: &str, partition: u32, rejected: WriteRejected) -> BrokerError {
+    match rejected {
+        WriteRejected::Fenced { by_epoch } => BrokerError::Fenced {
+            topic: topic.to_owned(),
+            partition,
+            by_epoch,
+        },
+        WriteRejected::Stopped => BrokerError::ShuttingDown {
+            topic: topic.to_owned(),
+            partition,
+        },
+        WriteRejected::Producer(rejection) => producer_error(topic, partition, rejection),
     }
 }
 

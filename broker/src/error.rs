@@ -38,6 +38,15 @@ pub enum BrokerError {
     InvalidBatch(#[from] BatchError),
     #[error("the request holds no record batch")]
     EmptyRequest,
+    #[error(
+        "{topic}/{partition}: cannot delete records before offset {offset}: offsets go from 0 to the high watermark {high_watermark} (-1 means the high watermark)"
+    )]
+    DeleteOffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        high_watermark: i64,
+    },
     #[error("{topic}/{partition} is shutting down; retry")]
     ShuttingDown { topic: String, partition: u32 },
     #[error("metadata store error: {0}")]
@@ -108,6 +117,7 @@ impl BrokerError {
                 _ => (Code::InvalidArgument, "INVALID_BATCH"),
             },
             BrokerError::EmptyRequest => (Code::InvalidArgument, "INVALID_BATCH"),
+            BrokerError::DeleteOffsetOutOfRange { .. } => (Code::OutOfRange, "OFFSET_OUT_OF_RANGE"),
             BrokerError::Metadata(_) => (Code::Unavailable, "METADATA_UNAVAILABLE"),
             BrokerError::ProducerFenced { .. } => (Code::FailedPrecondition, "PRODUCER_FENCED"),
             BrokerError::UnknownProducer { .. } => {
@@ -153,6 +163,7 @@ impl BrokerError {
             | BrokerError::BatchTooLarge { .. }
             | BrokerError::InvalidBatch(_)
             | BrokerError::EmptyRequest
+            | BrokerError::DeleteOffsetOutOfRange { .. }
             // The producer (its SDK) decides: start a new epoch, or fail.
             | BrokerError::ProducerFenced { .. }
             | BrokerError::UnknownProducer { .. }

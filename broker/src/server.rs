@@ -1,5 +1,5 @@
 //! `sluice.v1.Broker`: what proxies call on a broker in cluster mode.
-//! Produce goes to the partition task; WatchPartitions streams each
+//! Produce and DeleteRecords go to the partition task; WatchPartitions streams each
 //! partition's checkpoint as it is saved, which is how proxies learn high
 //! watermarks and segments without polling storage.
 
@@ -103,6 +103,21 @@ impl v1::broker_server::Broker for BrokerService {
             base_offset: appended.base_offset,
             last_offset: appended.last_offset,
             duplicate: appended.duplicate,
+        }))
+    }
+
+    async fn delete_records(
+        &self,
+        request: Request<v1::DeleteRecordsRequest>,
+    ) -> Result<Response<v1::DeleteRecordsResponse>, Status> {
+        let request = request.into_inner();
+        let log_start_offset = self
+            .broker
+            .delete_records(&request.topic, request.partition, request.offset)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(v1::DeleteRecordsResponse {
+            log_start_offset,
         }))
     }
 

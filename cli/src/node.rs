@@ -262,10 +262,12 @@ impl KafkaArgs {
     /// Binds and serves the Kafka listener, if asked for; returns its address.
     pub async fn start(
         &self,
-        backend: std::sync::Arc<dyn sluice_proxy::Backend>,
-        producer_ids: std::sync::Arc<sluice_metadata::ProducerIds>,
-        admin: sluice_proxy::AdminService,
+        services: sluice_proxy::kafka::Services,
         auto_create_by_default: bool,
+        cluster: Option<(
+            std::sync::Arc<dyn sluice_metadata::MetadataStore>,
+            sluice_metadata::LeaseId,
+        )>,
         cancel: tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Option<SocketAddr>> {
         let Some(addr) = self.kafka_addr else {
@@ -291,14 +293,15 @@ impl KafkaArgs {
             .kafka_auto_create_topics
             .unwrap_or(auto_create_by_default)
             .then_some(self.kafka_auto_create_partitions.max(1));
-        let service = sluice_proxy::kafka::KafkaService::new(
-            backend,
-            producer_ids,
-            admin,
-            advertised,
-            cancel,
-        )
-        .with_auto_create(auto_create);
+        let service = sluice_proxy::kafka::KafkaService::new(services, advertised, cancel)
+            .with_auto_create(auto_create);
+        let service = match cluster {
+            Some((metadata, lease)) => service
+                .join_cluster(metadata, lease)
+                .await
+                .context("cannot register the Kafka listener in the metadata store")?,
+            None => service,
+        };
         tokio::spawn(service.serve(listener));
         Ok(Some(bound))
     }

@@ -129,13 +129,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let producer_ids = Arc::new(ProducerIds::new(metadata.clone()));
     let admin = AdminService::new(admin, backend.clone(), Some(vec![BROKER_ID]), defaults);
+    // The only coordinator there is: no election, no fence.
+    let groups = CoordinatorSlot::default();
+    groups.set(Some(
+        Coordinator::start(metadata.clone(), None, cancel.child_token()).await?,
+    ));
     let kafka = settings
         .kafka
         .start(
-            backend.clone(),
-            producer_ids.clone(),
-            admin.clone(),
+            sluice_proxy::kafka::Services {
+                backend: backend.clone(),
+                producer_ids: producer_ids.clone(),
+                admin: admin.clone(),
+                groups: Arc::new(GroupsService::new(groups.clone())),
+            },
             true,
+            None,
             cancel.clone(),
         )
         .await?;
@@ -147,11 +156,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     serve::cancel_on_signal(signal, cancel.clone());
     let keeper = register(metadata.clone(), grpc_addr).await?;
-    // The only coordinator there is: no election, no fence.
-    let groups = CoordinatorSlot::default();
-    groups.set(Some(
-        Coordinator::start(metadata.clone(), None, cancel.child_token()).await?,
-    ));
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(

@@ -1,4 +1,4 @@
-//! `sluice topic create|list|describe|delete`.
+//! `sluice topic create|list|describe|add-partitions|delete-records|delete`.
 
 use sluice_proto::v1;
 
@@ -46,6 +46,18 @@ pub enum Command {
         /// The new total number of partitions.
         #[arg(long)]
         partitions: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete a partition's records before --offset: its log start offset
+    /// rises there (Kafka's DeleteRecords), and whole segments below go.
+    DeleteRecords {
+        name: String,
+        #[arg(long)]
+        partition: u32,
+        /// The new log start offset; -1 deletes everything up to the high watermark.
+        #[arg(long, allow_negative_numbers = true)]
+        offset: i64,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -129,6 +141,28 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 "topic {} has {} partitions",
                 topic.name,
                 topic.partitions.len()
+            );
+        }
+        Command::DeleteRecords {
+            name,
+            partition,
+            offset,
+            server,
+        } => {
+            let request = v1::DeleteRecordsRequest {
+                topic: name.clone(),
+                partition,
+                offset,
+            };
+            let deleted = server
+                .admin()
+                .await?
+                .delete_records(request)
+                .await?
+                .into_inner();
+            println!(
+                "{name}/{partition} now starts at offset {}",
+                deleted.log_start_offset
             );
         }
         Command::Delete { name, server } => {

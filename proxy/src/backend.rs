@@ -22,6 +22,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         records: Bytes,
         ack: AckMode,
     ) -> Result<Appended, BrokerError>;
+    /// Deletes a partition's records before `offset` through its owner
+    /// (Kafka's DeleteRecords; -1: the high watermark) and returns the new
+    /// log start offset. Durable when it returns, and this proxy's
+    /// [`view`](Self::view) shows the new start by then.
+    async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<i64, BrokerError>;
     /// The partition count of a topic, `None` if the topic is unknown.
     fn partition_count(&self, topic: &str) -> Option<u32>;
     /// Every topic's name, sorted.
@@ -60,6 +70,16 @@ impl Backend for LocalBackend {
         self.broker
             .produce(topic, partition, records, ack, None)
             .await
+    }
+
+    async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<i64, BrokerError> {
+        // The partition publishes the checkpoint before it answers.
+        self.broker.delete_records(topic, partition, offset).await
     }
 
     fn partition_count(&self, topic: &str) -> Option<u32> {

@@ -1,7 +1,7 @@
 //! The proxy's view of a cluster: topics, partition owners and brokers from
 //! a metadata-store watch, and each partition's visible log from its owner's
-//! checkpoint stream (`Broker.WatchPartitions`). Produce goes to the owner
-//! and is retried, with backoff, while a partition moves.
+//! checkpoint stream (`Broker.WatchPartitions`). Produce and DeleteRecords
+//! go to the owner and are retried, with backoff, while a partition moves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,8 +24,13 @@ use tonic::transport::Channel;
 
 use crate::Backend;
 
-/// How long a produce keeps retrying while its partition has no reachable owner.
+/// How long a produce (or DeleteRecords) keeps retrying while its
+/// partition has no reachable owner.
 const PRODUCE_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// How long a DeleteRecords waits for this proxy's view to show the new
+/// log start (the owner's checkpoint stream is usually milliseconds behind).
+const VIEW_CATCH_UP: Duration = Duration::from_secs(5);
 
 /// Publishes a partition's newest visible log to waiting fetches.
 type ViewSender = watch::Sender<Option<Arc<PartitionView>>>;
@@ -233,6 +238,63 @@ impl ClusterBackend {
         }
     }
 
+    /// Calls the partition's owner, retrying (with backoff, and at once
+    /// when the partition moves) while it has no reachable owner or the
+    /// owner is moving, for up to [`PRODUCE_RETRY_FOR`]. A request to an
+    /// owner that loses the partition meanwhile (paused, cut off) is
+    /// abandoned for the new owner: the old one is fenced and can make none
+    /// of it visible.
+    async fn call_owner<T, F, Fut>(&self, key: &PartitionKey, call: F) -> Result<T, BrokerError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let deadline = Instant::now() + PRODUCE_RETRY_FOR;
+        let mut changes = self.changed.subscribe();
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let owner = self.owner(key);
+            let channel = owner.as_ref().map(|(_, addr)| self.channel(addr));
+            let result = match (owner, channel) {
+                (Some((epoch, _)), Some(Ok(channel))) => {
+                    tokio::select! {
+                        result = call(channel) => result,
+                        _ = self.moved_from(key, epoch) => Err(RemoteError::Retriable(
+                            tonic::Status::unavailable("the partition moved during the request"),
+                        )),
+                    }
+                }
+                (_, Some(Err(e))) => Err(RemoteError::Retriable(tonic::Status::unavailable(
+                    e.to_string(),
+                ))),
+                _ => Err(RemoteError::NoOwner),
+            };
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(RemoteError::Refused(e)) => return Err(e),
+                Err(retriable) if Instant::now() >= deadline => {
+                    let last = match &retriable {
+                        RemoteError::Retriable(status) => status.message().to_owned(),
+                        _ => "no live owner".to_owned(),
+                    };
+                    tracing::warn!(partition = %key, last_error = %last, "giving up after {PRODUCE_RETRY_FOR:?}");
+                    return Err(BrokerError::NotOwner {
+                        topic: key.topic.clone(),
+                        partition: key.partition,
+                    });
+                }
+                Err(_) => {
+                    // Wait for the partition to move (a metadata change) or the backoff.
+                    tokio::select! {
+                        _ = changes.changed() => {}
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, tonic::codegen::http::uri::InvalidUri> {
         let mut state = self.lock();
         if let Some(channel) = state.channels.get(addr) {
@@ -254,7 +316,6 @@ impl Backend for ClusterBackend {
         ack: AckMode,
     ) -> Result<Appended, BrokerError> {
         let key = PartitionKey::new(topic, partition);
-        let deadline = Instant::now() + PRODUCE_RETRY_FOR;
         // The same id on every attempt: a retry of an attempt that was
         // written after all is answered, not written twice. Idempotent
         // producers' batches need none: their sequences do that, and the
@@ -266,52 +327,41 @@ impl Backend for ClusterBackend {
         } else {
             format!("{:032x}", rand::random::<u128>())
         };
-        let mut changes = self.changed.subscribe();
-        let mut delay = Duration::from_millis(20);
-        loop {
-            let owner = self.owner(&key);
-            let channel = owner.as_ref().map(|(_, addr)| self.channel(addr));
-            let result = match (owner, channel) {
-                (Some((epoch, _)), Some(Ok(channel))) => {
-                    // A request to an owner that loses the partition meanwhile
-                    // (paused, cut off) is abandoned for the new owner: the old
-                    // one is fenced and can make none of it visible.
-                    tokio::select! {
-                        result = send(channel, &key, records.clone(), ack, &request_id) => result,
-                        _ = self.moved_from(&key, epoch) => Err(RemoteError::Retriable(
-                            tonic::Status::unavailable("the partition moved during the request"),
-                        )),
-                    }
-                }
-                (_, Some(Err(e))) => Err(RemoteError::Retriable(tonic::Status::unavailable(
-                    e.to_string(),
-                ))),
-                _ => Err(RemoteError::NoOwner),
-            };
-            match result {
-                Ok(appended) => return Ok(appended),
-                Err(RemoteError::Refused(e)) => return Err(e),
-                Err(retriable) if Instant::now() >= deadline => {
-                    let last = match &retriable {
-                        RemoteError::Retriable(status) => status.message().to_owned(),
-                        _ => "no live owner".to_owned(),
-                    };
-                    tracing::warn!(partition = %key, last_error = %last, "giving up after {PRODUCE_RETRY_FOR:?}");
-                    return Err(BrokerError::NotOwner {
-                        topic: topic.to_owned(),
-                        partition,
-                    });
-                }
-                Err(_) => {
-                    // Wait for the partition to move (a metadata change) or the backoff.
-                    tokio::select! {
-                        _ = changes.changed() => {}
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_millis(500));
-                }
+        let (key_ref, request_id) = (&key, request_id.as_str());
+        self.call_owner(&key, move |channel| {
+            send(channel, key_ref, records.clone(), ack, request_id)
+        })
+        .await
+    }
+
+    async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<i64, BrokerError> {
+        let key = PartitionKey::new(topic, partition);
+        let key_ref = &key;
+        let start = self
+            .call_owner(&key, move |channel| {
+                send_delete_records(channel, key_ref, offset)
+            })
+            .await?;
+        // A ListOffsets or fetch through this proxy right after sees it.
+        let caught_up = async {
+            if let Some(mut view) = self.view(&key) {
+                let _ = view
+                    .wait_for(|v| v.as_ref().is_some_and(|v| v.log_start_offset >= start))
+                    .await;
             }
+        };
+        if tokio::time::timeout(VIEW_CATCH_UP, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(partition = %key, log_start_offset = start, "the owner's checkpoint stream has not shown the new log start within {VIEW_CATCH_UP:?}");
         }
+        Ok(start)
     }
 
     fn partition_count(&self, topic: &str) -> Option<u32> {
@@ -436,6 +486,22 @@ async fn send(
                 duplicate: response.duplicate,
             })
         }
+        Err(status) => Err(classify(key, status)),
+    }
+}
+
+async fn send_delete_records(
+    channel: Channel,
+    key: &PartitionKey,
+    offset: i64,
+) -> Result<i64, RemoteError> {
+    let request = v1::DeleteRecordsRequest {
+        topic: key.topic.clone(),
+        partition: key.partition,
+        offset,
+    };
+    match BrokerClient::new(channel).delete_records(request).await {
+        Ok(response) => Ok(response.into_inner().log_start_offset),
         Err(status) => Err(classify(key, status)),
     }
 }

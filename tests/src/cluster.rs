@@ -126,6 +126,8 @@ pub struct Node {
     args: Vec<String>,
     pub name: String,
     pub addr: String,
+    /// The Kafka listener a proxy announced (`--kafka-addr`), if any.
+    pub kafka_addr: Option<String>,
     log: PathBuf,
 }
 
@@ -137,6 +139,7 @@ impl Node {
             args,
             name: name.to_owned(),
             addr: String::new(),
+            kafka_addr: None,
             log: dir.join(format!("{name}.log")),
         };
         node.spawn()?;
@@ -162,6 +165,10 @@ impl Node {
         self.addr = crate::announced_addr(&line)
             .with_context(|| format!("{} printed {line:?}; log:\n{}", self.name, self.log()))?
             .to_owned();
+        self.kafka_addr = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("kafka="))
+            .map(str::to_owned);
         Ok(())
     }
 
@@ -350,8 +357,14 @@ impl Cluster {
     }
 
     pub fn add_proxy(&mut self, i: usize) -> anyhow::Result<()> {
+        self.add_proxy_with(i, &[])
+    }
+
+    /// A proxy with extra flags (e.g. `--kafka-addr 127.0.0.1:0`).
+    pub fn add_proxy_with(&mut self, i: usize, flags: &[&str]) -> anyhow::Result<()> {
         let mut args = self.common("proxy");
         args.extend(self.storage_args());
+        args.extend(flags.iter().map(|f| f.to_string()));
         self.proxies
             .push(Node::start(&format!("proxy-{i}"), self.dir.path(), args)?);
         Ok(())

@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod cluster;
 pub mod group;
+pub mod kafka;
 pub mod load;
 pub mod servers;
 
@@ -546,4 +547,22 @@ pub fn expect_error<T: std::fmt::Debug>(
         "{what}: the error has no message"
     );
     status
+}
+
+/// Whether `python3` can import `module` (scripts/testenv/install.sh
+/// installs the Kafka clients); without it a test is skipped, unless the
+/// servers are required (CI).
+pub fn python_has(module: &str) -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("SLUICE_TEST_SERVERS_REQUIRED").is_none(),
+            "python3 cannot import {module} (scripts/testenv/install.sh installs it)"
+        );
+        eprintln!("skipped: python3 cannot import {module}");
+    }
+    found
 }

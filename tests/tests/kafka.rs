@@ -218,26 +218,9 @@ async fn bad_frames_close_the_connection_and_spare_the_server() -> anyhow::Resul
     Ok(())
 }
 
-/// Whether Python's confluent-kafka (librdkafka) is there; scripts/test.sh
-/// installs it.
-fn confluent_kafka() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("SLUICE_TEST_SERVERS_REQUIRED").is_none(),
-            "python3 with confluent-kafka is not installed (scripts/testenv/install.sh installs it)"
-        );
-        eprintln!("skipped: python3 with confluent-kafka is not installed");
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_kafka_admin_creates_grows_and_deletes_topics() -> anyhow::Result<()> {
-    if !confluent_kafka() {
+    if !sluice_tests::python_has("confluent_kafka") {
         return Ok(());
     }
     let (_server, kafka) = kafka_server()?;
@@ -299,6 +282,77 @@ async fn standalone_creates_a_topic_a_kafka_client_produces_to() -> anyhow::Resu
     assert!(
         listing.contains("Broker: Unknown topic or partition"),
         "{listing}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_requests_get_an_error_code_and_the_connection_stays() -> anyhow::Result<()> {
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeAclsRequest, DescribeAclsResponse,
+        EndTxnRequest, EndTxnResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+        ListGroupsRequest, ListGroupsResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    };
+    use sluice_tests::kafka::KafkaConnection;
+    const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+    const UNSUPPORTED_VERSION: i16 = 35;
+    const INVALID_REQUEST: i16 = 42;
+
+    let (_server, kafka) = kafka_server()?;
+    let mut connection = KafkaConnection::connect(kafka).await?;
+    // APIs Sluice does not implement: Kafka's answer type, with an error.
+    let acls: DescribeAclsResponse = connection
+        .call(ApiKey::DescribeAcls, 1, &DescribeAclsRequest::default())
+        .await?;
+    assert_eq!(acls.error_code, UNSUPPORTED_VERSION);
+    let sasl: SaslHandshakeResponse = connection
+        .call(ApiKey::SaslHandshake, 1, &SaslHandshakeRequest::default())
+        .await?;
+    assert_eq!(sasl.error_code, UNSUPPORTED_SASL_MECHANISM);
+    let end: EndTxnResponse = connection
+        .call(ApiKey::EndTxn, 3, &EndTxnRequest::default())
+        .await?;
+    assert_eq!(end.error_code, UNSUPPORTED_VERSION);
+    // A supported API at a version outside the advertised range.
+    let groups: ListGroupsResponse = connection
+        .call(ApiKey::ListGroups, 5, &ListGroupsRequest::default())
+        .await?;
+    assert_eq!(groups.error_code, UNSUPPORTED_VERSION);
+    // One whose answer has no error code at that version: an empty answer.
+    let coordinator: FindCoordinatorResponse = connection
+        .call(
+            ApiKey::FindCoordinator,
+            6,
+            &FindCoordinatorRequest::default(),
+        )
+        .await?;
+    assert!(coordinator.coordinators.is_empty());
+    // No transaction coordinator: a clear refusal, not a retry loop.
+    let mut transactional = FindCoordinatorRequest::default();
+    transactional.key = "tx-1".into();
+    transactional.key_type = 1;
+    let coordinator: FindCoordinatorResponse = connection
+        .call(ApiKey::FindCoordinator, 3, &transactional)
+        .await?;
+    assert_eq!(coordinator.error_code, INVALID_REQUEST);
+    // The same connection still serves what is supported.
+    let versions: ApiVersionsResponse = connection
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await?;
+    assert_eq!(versions.error_code, 0);
+    assert!(
+        versions
+            .api_keys
+            .iter()
+            .any(|v| v.api_key == ApiKey::JoinGroup as i16),
+        "JoinGroup is advertised"
+    );
+    assert!(
+        !versions
+            .api_keys
+            .iter()
+            .any(|v| v.api_key == ApiKey::DescribeAcls as i16),
+        "DescribeAcls is not advertised"
     );
     Ok(())
 }

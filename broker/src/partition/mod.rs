@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PartitionConfig;
-use machine::{AckMode, Appended, ProduceBatches, WriteRejected};
+use machine::{AckMode, Appended, DeleteRecordsRejected, ProduceBatches, WriteRejected};
 
 /// Requests waiting in a partition's mailbox before producers wait.
 const MAILBOX: usize = 1024;
@@ -27,6 +27,11 @@ pub(crate) enum Command {
         batches: ProduceBatches,
         ack: AckMode,
         reply: oneshot::Sender<Result<Appended, WriteRejected>>,
+    },
+    /// Raise the log start offset to `offset` (-1: the high watermark).
+    DeleteRecords {
+        offset: i64,
+        reply: oneshot::Sender<Result<i64, DeleteRecordsRejected>>,
     },
 }
 
@@ -46,6 +51,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Produce { ack, .. } => write!(f, "Produce({ack:?})"),
+            Command::DeleteRecords { offset, .. } => write!(f, "DeleteRecords({offset})"),
         }
     }
 }
@@ -78,6 +84,31 @@ impl PartitionWriter {
             .map_err(|_| ProduceFailure::Gone)?
             .map_err(ProduceFailure::Rejected)
     }
+}
+
+impl PartitionWriter {
+    /// Raises the partition's log start offset to `offset` (-1: the high
+    /// watermark); resolves with the new log start once a checkpoint
+    /// records it.
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, DeleteRecordsFailure> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::DeleteRecords { offset, reply })
+            .await
+            .map_err(|_| DeleteRecordsFailure::Gone)?;
+        answer
+            .await
+            .map_err(|_| DeleteRecordsFailure::Gone)?
+            .map_err(DeleteRecordsFailure::Rejected)
+    }
+}
+
+/// Why a DeleteRecords did not reach an answer from the partition.
+#[derive(Debug)]
+pub enum DeleteRecordsFailure {
+    Rejected(DeleteRecordsRejected),
+    /// The task is gone (stopped or fenced).
+    Gone,
 }
 
 /// Why a produce did not reach an answer from the partition.

@@ -17,13 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::Command;
 use super::machine::{
-    Action, Appended, FlushJob, Flushed, Now, PartitionMachine, Phase, SealJob, SegmentTarget,
-    WriteRejected,
+    Action, Appended, DeleteRecordsRejected, FlushJob, Flushed, Now, PartitionMachine, Phase,
+    SealJob, SegmentTarget, WriteRejected,
 };
 use super::recovery;
 use crate::config::PartitionConfig;
 
 type Reply = oneshot::Sender<Result<Appended, WriteRejected>>;
+type DeleteReply = oneshot::Sender<Result<i64, DeleteRecordsRejected>>;
 
 /// How long a stopping partition may take to flush what it buffered.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -56,7 +57,7 @@ enum IoDone {
 type IoFuture = Pin<Box<dyn Future<Output = IoDone> + Send>>;
 
 pub(crate) async fn run(mut ctx: Context) {
-    let mut machine: PartitionMachine<Reply> = PartitionMachine::new(
+    let mut machine: PartitionMachine<Reply, DeleteReply> = PartitionMachine::new(
         ctx.key.clone(),
         ctx.topic_id.clone(),
         ctx.epoch,
@@ -86,10 +87,15 @@ pub(crate) async fn run(mut ctx: Context) {
                 drain_deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
                 machine.drain(Now::current())
             }
-            command = ctx.mailbox.recv(), if accepting => {
-                let Some(Command::Produce { batches, ack, reply }) = command else { break };
-                machine.produce(batches, ack, reply, Now::current())
-            }
+            command = ctx.mailbox.recv(), if accepting => match command {
+                Some(Command::Produce { batches, ack, reply }) => {
+                    machine.produce(batches, ack, reply, Now::current())
+                }
+                Some(Command::DeleteRecords { offset, reply }) => {
+                    machine.delete_records(offset, reply, Now::current())
+                }
+                None => break,
+            },
             done = in_flight(&mut state.flush) => {
                 state.flush = None;
                 let IoDone::Flush(result, writer) = done else { continue };
@@ -122,14 +128,27 @@ pub(crate) async fn run(mut ctx: Context) {
         }
     }
     for action in machine.stop() {
-        if let Action::Reply(reply, result) = action {
-            let _ = reply.send(result);
+        match action {
+            Action::Reply(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Action::ReplyDeleteRecords(reply, result) => {
+                let _ = reply.send(result);
+            }
+            _ => {}
         }
     }
     // Anything still queued is told to retry elsewhere.
     ctx.mailbox.close();
-    while let Ok(Command::Produce { reply, .. }) = ctx.mailbox.try_recv() {
-        let _ = reply.send(Err(WriteRejected::Stopped));
+    while let Ok(command) = ctx.mailbox.try_recv() {
+        match command {
+            Command::Produce { reply, .. } => {
+                let _ = reply.send(Err(WriteRejected::Stopped));
+            }
+            Command::DeleteRecords { reply, .. } => {
+                let _ = reply.send(Err(DeleteRecordsRejected::Write(WriteRejected::Stopped)));
+            }
+        }
     }
     if let Some(open) = state.writer.take()
         && let Err(e) = open.writer.seal().await
@@ -191,12 +210,15 @@ struct TaskState {
 
 impl TaskState {
     /// Performs the machine's actions; returns whether the task must stop.
-    fn perform(&mut self, ctx: &Context, actions: Vec<Action<Reply>>) -> bool {
+    fn perform(&mut self, ctx: &Context, actions: Vec<Action<Reply, DeleteReply>>) -> bool {
         let mut stop = false;
         for action in actions {
             match action {
                 Action::Reply(reply, result) => {
                     // The producer may have gone away; that is fine.
+                    let _ = reply.send(result);
+                }
+                Action::ReplyDeleteRecords(reply, result) => {
                     let _ = reply.send(result);
                 }
                 Action::Recover => {

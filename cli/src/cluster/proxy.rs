@@ -79,10 +79,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let kafka = args
         .kafka
         .start(
-            backend.clone(),
-            producer_ids.clone(),
-            admin.clone(),
+            sluice_proxy::kafka::Services {
+                backend: backend.clone(),
+                producer_ids: producer_ids.clone(),
+                admin: admin.clone(),
+                groups: Arc::new(GroupsForwarder::new(metadata.clone())),
+            },
             false,
+            Some((metadata.clone(), keeper.id())),
             cancel.clone(),
         )
         .await?;

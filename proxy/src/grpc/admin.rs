@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::Backend;
 use crate::error::ProxyError;
+use crate::fetch::check_partition;
 
 /// How long CreateTopic waits for the new partitions to be ready.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -69,6 +70,31 @@ impl AdminService {
             .await
             .map_err(ProxyError::from)?;
         Ok(Response::new(self.describe(info)))
+    }
+
+    /// Deletes a partition's records before `offset` (-1: the high
+    /// watermark) through its owner; returns the new log start offset.
+    pub(crate) async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<i64, ProxyError> {
+        check_partition(self.backend.as_ref(), &PartitionKey::new(topic, partition))?;
+        Ok(self
+            .backend
+            .delete_records(topic, partition, offset)
+            .await?)
+    }
+
+    /// What a topic sets of its configuration (`None`: the server default).
+    pub(crate) async fn topic_config(&self, topic: &str) -> Result<TopicConfig, ProxyError> {
+        Ok(self.admin.describe_topic(topic).await?.record.config)
+    }
+
+    /// The server defaults of topic settings.
+    pub(crate) fn defaults(&self) -> &TopicConfig {
+        &self.defaults
     }
 
     fn describe(&self, info: TopicInfo) -> v1::TopicDescription {
@@ -193,6 +219,19 @@ impl v1::admin_server::Admin for AdminService {
             .map_err(ProxyError::from)?;
         self.ready_description(&request.name, old.record.partitions..request.partitions)
             .await
+    }
+
+    async fn delete_records(
+        &self,
+        request: Request<v1::DeleteRecordsRequest>,
+    ) -> Result<Response<v1::DeleteRecordsResponse>, Status> {
+        let request = request.into_inner();
+        let log_start_offset = self
+            .delete_records(&request.topic, request.partition, request.offset)
+            .await?;
+        Ok(Response::new(v1::DeleteRecordsResponse {
+            log_start_offset,
+        }))
     }
 
     async fn cluster_status(

@@ -1,25 +1,31 @@
 //! Kafka's topic administration (CreateTopics, DeleteTopics,
-//! CreatePartitions), through the same [`AdminService`] as the gRPC API.
-//! Sluice keeps no replicas of its own (storage does), so replication
-//! factors and replica assignments are accepted and ignored.
+//! CreatePartitions), through the same [`AdminService`] as the gRPC API,
+//! and DescribeCluster. Sluice keeps no replicas of its own (storage
+//! does), so replication factors and replica assignments are accepted and
+//! ignored.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_proto::v1;
 use sluice_proto::v1::admin_server::Admin;
 use tonic::{Request, Status};
 
-use super::code;
+use super::{KafkaService, code};
 use crate::AdminService;
 
+/// DescribeCluster's endpoint types: brokers, or (KRaft) controllers.
+const BROKERS_ENDPOINT: i8 = 1;
+
 /// An admin refusal as Kafka's error code and message.
-fn refusal(status: &Status) -> (i16, Option<StrBytes>) {
+pub(super) fn refusal(status: &Status) -> (i16, Option<StrBytes>) {
     let code = match sluice_proto::error_code(status) {
         Some("TOPIC_EXISTS") => code::TOPIC_ALREADY_EXISTS,
         Some("UNKNOWN_TOPIC") => code::UNKNOWN_TOPIC_OR_PARTITION,
@@ -173,5 +179,39 @@ pub(super) async fn create_partitions(
     }
     let mut response = CreatePartitionsResponse::default();
     response.results = results;
+    response
+}
+
+/// The cluster as Metadata presents it: id "sluice", the proxies as its
+/// brokers and this proxy as the controller. Controllers (KRaft's
+/// endpoint type 2) are not served by a proxy, as a Kafka broker does not.
+pub(super) fn describe_cluster(
+    service: &KafkaService,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let mut response = DescribeClusterResponse::default();
+    response.endpoint_type = request.endpoint_type;
+    // As Metadata says.
+    response.cluster_id = StrBytes::from_static_str("sluice");
+    if request.endpoint_type != BROKERS_ENDPOINT {
+        response.error_code = code::MISMATCHED_ENDPOINT_TYPE;
+        response.error_message = Some(StrBytes::from_string(format!(
+            "endpoint type {} is not served here: a Sluice proxy lists brokers (endpoint type {BROKERS_ENDPOINT})",
+            request.endpoint_type
+        )));
+        return response;
+    }
+    response.controller_id = BrokerId(service.node_id);
+    response.brokers = service
+        .brokers()
+        .into_iter()
+        .map(|broker| {
+            let mut described = DescribeClusterBroker::default();
+            described.broker_id = BrokerId(broker.node_id);
+            described.host = StrBytes::from_string(broker.host);
+            described.port = i32::from(broker.port);
+            described
+        })
+        .collect();
     response
 }

@@ -19,11 +19,20 @@ use kafka_protocol::messages::{
     InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
     MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader, TopicName,
 };
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    OffsetForLeaderEpochRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_broker::AckMode;
 use sluice_log::{PartitionKey, read};
 
-use super::{KafkaService, code};
+use super::{KafkaService, code, groups};
 use crate::error::ProxyError;
 use crate::fetch::{FetchRequest as ProxyFetch, check_partition, fetch};
 use crate::grpc::list_offsets::current_view;
@@ -42,6 +51,20 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// Longest a fetch may wait.
@@ -54,6 +77,7 @@ pub(super) async fn handle(
     key: ApiKey,
     header: &RequestHeader,
     mut body: Bytes,
+    peer: std::net::SocketAddr,
 ) -> anyhow::Result<Option<Bytes>> {
     let version = header.request_api_version;
     let supported = SUPPORTED
@@ -68,7 +92,13 @@ pub(super) async fn handle(
         return encode(&response, 0).map(Some);
     }
     if !supported {
-        anyhow::bail!("{key:?} version {version} is not supported");
+        tracing::info!(
+            api = ?key,
+            version,
+            client = header.client_id.as_deref().unwrap_or_default(),
+            "a Kafka request Sluice does not serve: answered UNSUPPORTED_VERSION"
+        );
+        return super::unsupported::answer(key, version).map(Some);
     }
     let answer = match key {
         ApiKey::ApiVersions => encode(&api_versions(), version)?,
@@ -120,6 +150,84 @@ pub(super) async fn handle(
                 &super::admin::create_partitions(&service.admin, request).await,
                 version,
             )?
+        }
+        ApiKey::FindCoordinator => {
+            let request = FindCoordinatorRequest::decode(&mut body, version)?;
+            encode(
+                &groups::find_coordinator(service, request, version),
+                version,
+            )?
+        }
+        ApiKey::JoinGroup => {
+            let request = JoinGroupRequest::decode(&mut body, version)?;
+            let client_id = header.client_id.as_deref().unwrap_or_default();
+            encode(
+                &groups::join_group(service, request, client_id, peer).await,
+                version,
+            )?
+        }
+        ApiKey::SyncGroup => {
+            let request = SyncGroupRequest::decode(&mut body, version)?;
+            encode(&groups::sync_group(service, request).await, version)?
+        }
+        ApiKey::Heartbeat => {
+            let request = HeartbeatRequest::decode(&mut body, version)?;
+            encode(&groups::heartbeat(service, request).await, version)?
+        }
+        ApiKey::LeaveGroup => {
+            let request = LeaveGroupRequest::decode(&mut body, version)?;
+            encode(
+                &groups::leave_group(service, request, version).await,
+                version,
+            )?
+        }
+        ApiKey::OffsetCommit => {
+            let request = OffsetCommitRequest::decode(&mut body, version)?;
+            encode(&groups::offset_commit(service, request).await, version)?
+        }
+        ApiKey::OffsetFetch => {
+            let request = OffsetFetchRequest::decode(&mut body, version)?;
+            encode(
+                &groups::offset_fetch(service, request, version).await,
+                version,
+            )?
+        }
+        ApiKey::DescribeGroups => {
+            let request = DescribeGroupsRequest::decode(&mut body, version)?;
+            encode(&groups::describe_groups(service, request).await, version)?
+        }
+        ApiKey::ListGroups => {
+            let request = ListGroupsRequest::decode(&mut body, version)?;
+            encode(&groups::list_groups(service, request).await, version)?
+        }
+        ApiKey::DeleteGroups => {
+            let request = DeleteGroupsRequest::decode(&mut body, version)?;
+            encode(&groups::delete_groups(service, request).await, version)?
+        }
+        ApiKey::DeleteRecords => {
+            let request = DeleteRecordsRequest::decode(&mut body, version)?;
+            encode(
+                &super::records::delete_records(service, request).await,
+                version,
+            )?
+        }
+        ApiKey::DescribeConfigs => {
+            let request = DescribeConfigsRequest::decode(&mut body, version)?;
+            encode(
+                &super::configs::describe_configs(service, request).await,
+                version,
+            )?
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            let request = OffsetForLeaderEpochRequest::decode(&mut body, version)?;
+            encode(
+                &super::records::offset_for_leader_epoch(service, request),
+                version,
+            )?
+        }
+        ApiKey::DescribeCluster => {
+            let request = DescribeClusterRequest::decode(&mut body, version)?;
+            encode(&super::admin::describe_cluster(service, request), version)?
         }
         _ => anyhow::bail!("{key:?} is not supported"),
     };
@@ -184,12 +292,14 @@ async fn auto_create(service: &KafkaService, request: &MetadataRequest) {
     }
 }
 
-/// The proxy is the cluster's only broker and every partition's leader.
+/// The proxies are the brokers, and every partition's leader is one of
+/// them: spread by topic and partition, the same on every proxy.
 fn metadata(service: &KafkaService, request: MetadataRequest) -> MetadataResponse {
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = BrokerId(service.node_id);
-    broker.host = StrBytes::from_string(service.advertised.0.clone());
-    broker.port = i32::from(service.advertised.1);
+    let brokers = service.brokers();
+    let leader = |topic: &str, partition: u32| {
+        let spread = crc32c::crc32c(topic.as_bytes()) as usize + partition as usize;
+        BrokerId(brokers[spread % brokers.len()].node_id)
+    };
     let names: Vec<String> = match request.topics {
         Some(topics) => topics
             .into_iter()
@@ -206,10 +316,11 @@ fn metadata(service: &KafkaService, request: MetadataRequest) -> MetadataRespons
                     topic.partitions = (0..count)
                         .map(|p| {
                             let mut partition = MetadataResponsePartition::default();
+                            let leader = leader(&name, p);
                             partition.partition_index = p as i32;
-                            partition.leader_id = BrokerId(service.node_id);
-                            partition.replica_nodes = vec![BrokerId(service.node_id)];
-                            partition.isr_nodes = vec![BrokerId(service.node_id)];
+                            partition.leader_id = leader;
+                            partition.replica_nodes = vec![leader];
+                            partition.isr_nodes = vec![leader];
                             partition
                         })
                         .collect();
@@ -221,7 +332,16 @@ fn metadata(service: &KafkaService, request: MetadataRequest) -> MetadataRespons
         })
         .collect();
     let mut response = MetadataResponse::default();
-    response.brokers = vec![broker];
+    response.brokers = brokers
+        .iter()
+        .map(|b| {
+            let mut broker = MetadataResponseBroker::default();
+            broker.node_id = BrokerId(b.node_id);
+            broker.host = StrBytes::from_string(b.host.clone());
+            broker.port = i32::from(b.port);
+            broker
+        })
+        .collect();
     response.cluster_id = Some(StrBytes::from_static_str("sluice"));
     response.controller_id = BrokerId(service.node_id);
     response.topics = topics;
@@ -229,7 +349,7 @@ fn metadata(service: &KafkaService, request: MetadataRequest) -> MetadataRespons
 }
 
 /// A Sluice error as Kafka's error code.
-fn error_code(error: ProxyError) -> i16 {
+pub(super) fn error_code(error: ProxyError) -> i16 {
     let status = tonic::Status::from(error);
     match sluice_proto::error_code(&status) {
         Some("UNKNOWN_TOPIC" | "PARTITION_OUT_OF_RANGE") => code::UNKNOWN_TOPIC_OR_PARTITION,

@@ -14,14 +14,21 @@
 //! adds the group APIs and the rest).
 
 mod admin;
+mod configs;
+mod groups;
 mod handlers;
+mod records;
+mod unsupported;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use sluice_metadata::ProducerIds;
+use sluice_metadata::{LeaseId, MetadataStore, Op, ProducerIds, WatchEvent};
+use sluice_proto::v1::groups_server::Groups;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -35,9 +42,18 @@ mod code {
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const MESSAGE_TOO_LARGE: i16 = 10;
     pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+    pub const INVALID_GROUP_ID: i16 = 24;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
@@ -48,42 +64,101 @@ mod code {
     pub const INVALID_PRODUCER_EPOCH: i16 = 47;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+    pub const NON_EMPTY_GROUP: i16 = 68;
+    pub const GROUP_ID_NOT_FOUND: i16 = 69;
+    pub const FENCED_INSTANCE_ID: i16 = 82;
     pub const INVALID_RECORD: i16 = 87;
+    pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
 }
 
 /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const MAX_FRAME_BYTES: usize = 100 << 20;
 
+/// Where cluster proxies register their Kafka listeners: the key ends with
+/// the advertised `host:port`, the value is the same.
+pub const LISTENERS_PREFIX: &str = "/sluice/kafka-listeners/";
+
+/// A proxy as a Kafka broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KafkaBroker {
+    pub node_id: i32,
+    pub host: String,
+    pub port: u16,
+}
+
+impl KafkaBroker {
+    fn parse(addr: &str) -> Option<Self> {
+        let (host, port) = addr.rsplit_once(':')?;
+        Some(Self {
+            node_id: node_id(addr),
+            host: host.to_owned(),
+            port: port.parse().ok()?,
+        })
+    }
+}
+
+/// A cluster proxy's Kafka broker id, from its advertised address: the
+/// same on every proxy without any coordination, stable across restarts.
+fn node_id(addr: &str) -> i32 {
+    (crc32c::crc32c(addr.as_bytes()) & 0x7fff_ffff) as i32
+}
+
 /// What the Kafka frontend serves from, and how it presents itself.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaService {
     backend: Arc<dyn Backend>,
     producer_ids: Arc<ProducerIds>,
     admin: AdminService,
+    /// Consumer groups: the coordinator (in process, or forwarded to).
+    groups: Arc<dyn Groups>,
     /// The host and port clients are told to connect to (this proxy).
     advertised: (String, u16),
     /// This proxy's broker id in Kafka metadata.
     node_id: i32,
+    /// Every proxy's Kafka listener (cluster mode, see
+    /// [`KafkaService::join_cluster`]); empty: this one alone.
+    listeners: Arc<RwLock<BTreeMap<String, KafkaBroker>>>,
     /// Partitions of a topic created on first use (a Metadata request
     /// naming it); `None`: unknown topics stay unknown.
     auto_create_partitions: Option<u32>,
     shutdown: CancellationToken,
 }
 
+impl std::fmt::Debug for KafkaService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaService")
+            .field("advertised", &self.advertised)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The services a Kafka listener answers from: the same the gRPC API uses.
+#[derive(Clone)]
+pub struct Services {
+    pub backend: Arc<dyn Backend>,
+    pub producer_ids: Arc<ProducerIds>,
+    pub admin: AdminService,
+    /// Consumer groups: the coordinator (in process, or forwarded to).
+    pub groups: Arc<dyn Groups>,
+}
+
 impl KafkaService {
-    pub fn new(
-        backend: Arc<dyn Backend>,
-        producer_ids: Arc<ProducerIds>,
-        admin: AdminService,
-        advertised: (String, u16),
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(services: Services, advertised: (String, u16), shutdown: CancellationToken) -> Self {
+        let Services {
+            backend,
+            producer_ids,
+            admin,
+            groups,
+        } = services;
         Self {
             backend,
             producer_ids,
             admin,
+            groups,
             advertised,
             node_id: 0,
+            listeners: Arc::default(),
             auto_create_partitions: None,
             shutdown,
         }
@@ -94,6 +169,82 @@ impl KafkaService {
     pub fn with_auto_create(mut self, partitions: Option<u32>) -> Self {
         self.auto_create_partitions = partitions;
         self
+    }
+
+    /// In a cluster: registers this listener under the proxy's lease (so
+    /// it goes with the process) and follows the other proxies', so that
+    /// Metadata lists every proxy as a broker and spreads partition leaders
+    /// over them, as BMQ does. Any proxy serves any partition; the spread
+    /// only shares the clients' connections out.
+    pub async fn join_cluster(
+        mut self,
+        metadata: Arc<dyn MetadataStore>,
+        lease: LeaseId,
+    ) -> anyhow::Result<Self> {
+        let (host, port) = &self.advertised;
+        let addr = format!("{host}:{port}");
+        self.node_id = node_id(&addr);
+        let register = Op::Put {
+            key: format!("{LISTENERS_PREFIX}{addr}"),
+            value: addr.clone().into_bytes(),
+            lease: Some(lease),
+        };
+        metadata.txn(vec![], vec![register]).await?;
+        let mut watch = metadata.watch(LISTENERS_PREFIX).await?;
+        let listeners = Arc::clone(&self.listeners);
+        let update = move |event: WatchEvent| {
+            let mut map = listeners.write().unwrap_or_else(|e| e.into_inner());
+            match event {
+                WatchEvent::Put { key, value } => {
+                    match KafkaBroker::parse(&String::from_utf8_lossy(&value.value)) {
+                        Some(broker) => {
+                            map.insert(key, broker);
+                        }
+                        None => tracing::warn!(%key, "ignoring a bad Kafka listener record"),
+                    }
+                }
+                WatchEvent::Delete { key } => {
+                    map.remove(&key);
+                }
+            }
+        };
+        for (key, value) in std::mem::take(&mut watch.initial) {
+            update(WatchEvent::Put { key, value });
+        }
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = watch.events.recv() => match event {
+                        Some(event) => update(event),
+                        None => return,
+                    },
+                }
+            }
+        });
+        Ok(self)
+    }
+
+    /// The Kafka brokers clients see: every proxy's listener (this one
+    /// always among them), by node id.
+    pub(super) fn brokers(&self) -> Vec<KafkaBroker> {
+        let me = KafkaBroker {
+            node_id: self.node_id,
+            host: self.advertised.0.clone(),
+            port: self.advertised.1,
+        };
+        let mut brokers: Vec<KafkaBroker> = self
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|b| b.node_id != me.node_id)
+            .cloned()
+            .collect();
+        brokers.push(me);
+        brokers.sort_by_key(|b| b.node_id);
+        brokers
     }
 
     /// Accepts connections until shutdown.
@@ -109,7 +260,7 @@ impl KafkaService {
                     let _ = stream.set_nodelay(true);
                     let service = Arc::clone(&service);
                     tokio::spawn(async move {
-                        if let Err(e) = service.connection(stream).await {
+                        if let Err(e) = service.connection(stream, peer).await {
                             tracing::info!(%peer, error = %e, "Kafka connection closed");
                         }
                     });
@@ -123,7 +274,7 @@ impl KafkaService {
     }
 
     /// Serves one connection, a request at a time.
-    async fn connection(&self, mut stream: TcpStream) -> anyhow::Result<()> {
+    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
         loop {
             let size = tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
@@ -161,7 +312,7 @@ impl KafkaService {
                 };
             let header = RequestHeader::decode(&mut frame, header_version)
                 .map_err(|e| anyhow::anyhow!("bad {key:?} request header: {e}"))?;
-            let answer = handlers::handle(self, key, &header, frame).await?;
+            let answer = handlers::handle(self, key, &header, frame, peer).await?;
             if let Some(body) = answer {
                 let mut out = BytesMut::new();
                 out.put_i32(0);

@@ -1,6 +1,6 @@
 //! The checkpoint side of the machine: recovery and the takeover checkpoint,
-//! saving checkpoints (which answers `durable` producers and publishes the
-//! log to readers), fencing, retention and merged chunks.
+//! saving checkpoints (which answers `durable` producers and DeleteRecords,
+//! and publishes the log to readers), fencing, retention and merged chunks.
 
 use sluice_log::SegmentMeta;
 use sluice_log::checkpoint::{Checkpoint, SaveOutcome};
@@ -19,7 +19,7 @@ const TAKEOVERS_KEPT: usize = 64;
 /// Old checkpoints are pruned every this many saves.
 const PRUNE_EVERY: u64 = 64;
 
-impl<W> PartitionMachine<W> {
+impl<W, D> PartitionMachine<W, D> {
     /// Takes ownership from the newest checkpoint found in storage (if any).
     ///
     /// `verified_end`, for an open segment left by the previous writer, is
@@ -33,7 +33,7 @@ impl<W> PartitionMachine<W> {
         found: Option<Checkpoint>,
         verified_end: Option<(i64, u64)>,
         now: Now,
-    ) -> Vec<Action<W>> {
+    ) -> Vec<Action<W, D>> {
         let mut actions = Vec::new();
         if let Some(newer) = found.as_ref().filter(|c| c.epoch > self.epoch) {
             self.fence(newer.epoch, &mut actions);
@@ -79,6 +79,8 @@ impl<W> PartitionMachine<W> {
             self.saved = found;
         }
         let end = self.next_offset;
+        // A DeleteRecords of an earlier owner is in the checkpoint found.
+        self.log_start_offset = self.saved.log_start_offset;
         self.requests.retain(|r| r.last_offset < end);
         if had_checkpoint {
             // Only batches of the recovered log: one past it was lost with
@@ -101,7 +103,7 @@ impl<W> PartitionMachine<W> {
         &mut self,
         result: Result<SaveOutcome, String>,
         now: Now,
-    ) -> Vec<Action<W>> {
+    ) -> Vec<Action<W, D>> {
         let mut actions = Vec::new();
         let Some(in_flight) = self.checkpointing.take() else {
             return actions;
@@ -126,7 +128,7 @@ impl<W> PartitionMachine<W> {
 
     /// A checkpoint is saved: answer the producers it covers, publish it,
     /// delete what no checkpoint references any more, and carry on.
-    fn saved(&mut self, checkpoint: Checkpoint, now: Now, actions: &mut Vec<Action<W>>) {
+    fn saved(&mut self, checkpoint: Checkpoint, now: Now, actions: &mut Vec<Action<W, D>>) {
         self.checkpoint_retry.succeeded();
         if checkpoint.sequence.is_multiple_of(PRUNE_EVERY) {
             actions.push(Action::PruneCheckpoints {
@@ -147,6 +149,7 @@ impl<W> PartitionMachine<W> {
                 actions.push(Action::Reply(done.waiter, Ok(done.appended)));
             }
         }
+        self.answer_deletes(actions);
         self.delete_unreferenced(actions);
         if self.phase == Phase::Recovering {
             self.phase = Phase::Writing;
@@ -155,6 +158,9 @@ impl<W> PartitionMachine<W> {
             while let Some(early) = self.early.pop_front() {
                 self.append(early.request, early.ack, early.waiter, now, actions);
             }
+            while let Some(early) = self.early_deletes.pop_front() {
+                self.advance_log_start(early.offset, early.waiter, now, actions);
+            }
         }
         self.maybe_checkpoint(now, actions);
         self.maybe_flush(now, actions);
@@ -162,7 +168,7 @@ impl<W> PartitionMachine<W> {
 
     /// Retention and merges replaced segments; delete those the saved
     /// checkpoint no longer references (one built earlier may still).
-    fn delete_unreferenced(&mut self, actions: &mut Vec<Action<W>>) {
+    fn delete_unreferenced(&mut self, actions: &mut Vec<Action<W, D>>) {
         let referenced = |name: &str| self.saved.segments.iter().any(|s| s.name == name);
         let (doomed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.doomed)
             .into_iter()
@@ -188,7 +194,7 @@ impl<W> PartitionMachine<W> {
         }
     }
 
-    fn fence(&mut self, by_epoch: u64, actions: &mut Vec<Action<W>>) {
+    fn fence(&mut self, by_epoch: u64, actions: &mut Vec<Action<W, D>>) {
         self.phase = Phase::Fenced;
         self.fenced_by = by_epoch;
         let rejection = WriteRejected::Fenced { by_epoch };
@@ -198,6 +204,7 @@ impl<W> PartitionMachine<W> {
         for waiter in early.chain(parked).chain(waiting) {
             actions.push(Action::Reply(waiter, Err(rejection.clone())));
         }
+        self.reject_deletes(rejection, actions);
         self.buffer.clear();
         self.buffer_batches.clear();
         self.buffer_bytes = 0;
@@ -208,7 +215,7 @@ impl<W> PartitionMachine<W> {
     /// A sealed segment was merged into one object with `layout`. A merge of
     /// another length is stale (started by a takeover attempt that lost the
     /// race, before the previous owner wrote more) and is ignored.
-    pub fn merge_done(&mut self, name: &str, layout: SegmentLayout, now: Now) -> Vec<Action<W>> {
+    pub fn merge_done(&mut self, name: &str, layout: SegmentLayout, now: Now) -> Vec<Action<W, D>> {
         let mut actions = Vec::new();
         if let Some(segment) = self
             .sealed
@@ -227,7 +234,7 @@ impl<W> PartitionMachine<W> {
     /// Saves a checkpoint when one is due, none is being saved, and no seal
     /// is outstanding (a checkpoint never names a segment sealed before its
     /// index exists).
-    pub(super) fn maybe_checkpoint(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+    pub(super) fn maybe_checkpoint(&mut self, now: Now, actions: &mut Vec<Action<W, D>>) {
         let seal_in_flush = self.flushing.as_ref().is_some_and(|f| f.seal.is_some());
         let can_take_seal = self.flushing.is_none();
         if self.phase != Phase::Writing
@@ -247,7 +254,7 @@ impl<W> PartitionMachine<W> {
     }
 
     /// Re-sends a failed checkpoint once its backoff has passed.
-    pub(super) fn retry_checkpoint(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+    pub(super) fn retry_checkpoint(&mut self, now: Now, actions: &mut Vec<Action<W, D>>) {
         let Some(at) = self.checkpoint_retry.at else {
             return;
         };
@@ -263,7 +270,7 @@ impl<W> PartitionMachine<W> {
         }
     }
 
-    fn save(&mut self, seal: Option<SealJob>, checkpoint: Checkpoint) -> Action<W> {
+    fn save(&mut self, seal: Option<SealJob>, checkpoint: Checkpoint) -> Action<W, D> {
         self.checkpointing = Some(CheckpointInFlight {
             seal: seal.clone(),
             checkpoint: checkpoint.clone(),
@@ -271,6 +278,8 @@ impl<W> PartitionMachine<W> {
         Action::SaveCheckpoint { seal, checkpoint }
     }
 
+    /// Drops the oldest sealed segments retention expires, and those wholly
+    /// below the log start offset (DeleteRecords).
     pub(super) fn apply_retention(&mut self, now_ms: i64) {
         let expired = retention::expired_segments(
             &self.sealed,
@@ -279,8 +288,14 @@ impl<W> PartitionMachine<W> {
             self.config.retention,
             self.config.retention_bytes,
         );
-        if expired > 0 {
-            self.doomed.extend(self.sealed.drain(..expired));
+        self.drop_sealed(expired.max(self.sealed_below_log_start()));
+    }
+
+    /// Drops the `count` oldest sealed segments: the next checkpoint no
+    /// longer names them, and they are deleted once a saved one does not.
+    pub(super) fn drop_sealed(&mut self, count: usize) {
+        if count > 0 {
+            self.doomed.extend(self.sealed.drain(..count));
             self.checkpoint_due = true;
         }
     }
@@ -295,7 +310,8 @@ impl<W> PartitionMachine<W> {
         let log_start_offset = segments
             .first()
             .map_or(high_watermark, |s| s.base_offset)
-            .max(self.saved.log_start_offset);
+            .max(self.saved.log_start_offset)
+            .max(self.log_start_offset);
         Checkpoint {
             sequence: self.saved.sequence + 1,
             epoch: self.epoch,

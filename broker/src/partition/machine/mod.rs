@@ -11,6 +11,10 @@
 //! method that updates the state and returns the [`Action`]s the partition
 //! task must perform; the task does the I/O and reports back.
 //!
+//! DeleteRecords (Kafka's) raises the log start offset: it is answered once
+//! a saved checkpoint records the new start, so it survives a crash or a
+//! move, and whole segments below it go as retention's do.
+//!
 //! Flushes and checkpoints are pipelined: while checkpoint `n` is being
 //! saved, the next flush already writes (at most one of each at a time).
 //! Checkpoint `n + 1` is built only after `n` is saved and covers everything
@@ -21,9 +25,11 @@
 //!
 //! `write.rs` holds the write side (produce, flush, roll, failover);
 //! `commit.rs` the checkpoint side (recovery, checkpoints, retention, merges);
+//! `delete_records.rs` raising the log start offset (DeleteRecords);
 //! `producers.rs` the idempotent producers' sequence checks.
 
 mod commit;
+mod delete_records;
 mod producers;
 mod write;
 
@@ -92,6 +98,16 @@ pub enum WriteRejected {
     Producer(ProducerRejection),
 }
 
+/// Why a DeleteRecords was not done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteRecordsRejected {
+    /// The offset is past the high watermark, or negative (other than -1,
+    /// which means the high watermark).
+    OffsetOutOfRange { offset: i64, high_watermark: i64 },
+    /// The partition is fenced or stopping, as for a write.
+    Write(WriteRejected),
+}
+
 /// Where a partition is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -153,9 +169,10 @@ pub struct Flushed {
     pub layout: SegmentLayout,
 }
 
-/// I/O the partition task performs for the machine.
+/// I/O the partition task performs for the machine. `W` answers a produce,
+/// `D` a DeleteRecords.
 #[derive(Debug)]
-pub enum Action<W> {
+pub enum Action<W, D = W> {
     /// Read the newest checkpoint and verify the open segment's tail; report
     /// with [`PartitionMachine::recover`].
     Recover,
@@ -171,6 +188,8 @@ pub enum Action<W> {
     Publish(Checkpoint),
     /// Answer a producer.
     Reply(W, Result<Appended, WriteRejected>),
+    /// Answer a DeleteRecords with the log start offset now saved.
+    ReplyDeleteRecords(D, Result<i64, DeleteRecordsRejected>),
     /// Delete segments (data and index) no checkpoint references any more.
     DeleteSegments(Vec<SegmentMeta>),
     /// Delete the chunks of a merged segment (the checkpoint names the merged object).
@@ -273,9 +292,18 @@ impl Retry {
     }
 }
 
-/// The state of one partition's write path.
+/// A DeleteRecords waiting for the checkpoint that records its log start.
 #[derive(Debug)]
-pub struct PartitionMachine<W> {
+struct LogStartWaiter<D> {
+    /// The log start offset asked for (already checked against the high watermark).
+    offset: i64,
+    waiter: D,
+}
+
+/// The state of one partition's write path; `W` is how a producer is
+/// answered, `D` a DeleteRecords.
+#[derive(Debug)]
+pub struct PartitionMachine<W, D = W> {
     key: PartitionKey,
     topic_id: String,
     epoch: u64,
@@ -292,6 +320,14 @@ pub struct PartitionMachine<W> {
     pending_seal: Option<SealJob>,
     /// Next offset to assign.
     next_offset: i64,
+    /// The log start offset the next checkpoint records at least: raised
+    /// by DeleteRecords, never lowered (retention raises it through the
+    /// segments it drops).
+    log_start_offset: i64,
+    /// DeleteRecords received while recovering, in order.
+    early_deletes: VecDeque<LogStartWaiter<D>>,
+    /// DeleteRecords waiting for a saved checkpoint with their log start.
+    delete_waiters: Vec<LogStartWaiter<D>>,
     /// The offset after the last durably flushed batch.
     flushed_end: i64,
     buffer: Vec<Bytes>,
@@ -331,7 +367,7 @@ pub struct PartitionMachine<W> {
     producers: Producers,
 }
 
-impl<W> PartitionMachine<W> {
+impl<W, D> PartitionMachine<W, D> {
     /// A partition about to be recovered under `epoch`; the first action
     /// is [`Action::Recover`] (see [`start`](Self::start)).
     pub fn new(key: PartitionKey, topic_id: String, epoch: u64, config: PartitionConfig) -> Self {
@@ -359,6 +395,9 @@ impl<W> PartitionMachine<W> {
             roll: false,
             pending_seal: None,
             next_offset: 0,
+            log_start_offset: 0,
+            early_deletes: VecDeque::new(),
+            delete_waiters: Vec::new(),
             flushed_end: 0,
             buffer: Vec::new(),
             buffer_batches: Vec::new(),
@@ -386,7 +425,7 @@ impl<W> PartitionMachine<W> {
     }
 
     /// The first actions: recover.
-    pub fn start(&mut self) -> Vec<Action<W>> {
+    pub fn start(&mut self) -> Vec<Action<W, D>> {
         vec![Action::Recover]
     }
 
@@ -470,14 +509,21 @@ impl<W> PartitionMachine<W> {
     /// Starts a clean stop: everything buffered is flushed at once and
     /// covered by a last checkpoint; see [`is_drained`](Self::is_drained).
     /// Produce requests still waiting for recovery are told to retry.
-    pub fn drain(&mut self, now: Now) -> Vec<Action<W>> {
+    pub fn drain(&mut self, now: Now) -> Vec<Action<W, D>> {
         self.draining = true;
         let early = self.early.drain(..).map(|e| e.waiter);
         let parked = self.parked.drain(..).map(|p| p.waiter);
-        let mut actions: Vec<Action<W>> = early
+        let mut actions: Vec<Action<W, D>> = early
             .chain(parked)
             .map(|waiter| Action::Reply(waiter, Err(WriteRejected::Stopped)))
             .collect();
+        let stopped = DeleteRecordsRejected::Write(WriteRejected::Stopped);
+        for early in self.early_deletes.drain(..) {
+            actions.push(Action::ReplyDeleteRecords(
+                early.waiter,
+                Err(stopped.clone()),
+            ));
+        }
         self.maybe_checkpoint(now, &mut actions);
         self.maybe_flush(now, &mut actions);
         actions
@@ -493,16 +539,31 @@ impl<W> PartitionMachine<W> {
                 && self.pending_seal.is_none())
     }
 
-    /// Fails every waiting producer: the partition is going away.
-    pub fn stop(&mut self) -> Vec<Action<W>> {
+    /// Fails every waiting producer and DeleteRecords: the partition is
+    /// going away.
+    pub fn stop(&mut self) -> Vec<Action<W, D>> {
         let early = self.early.drain(..).map(|e| e.waiter);
         let parked = self.parked.drain(..).map(|p| p.waiter);
         let waiting = self.waiters.drain(..).map(|w| w.waiter);
-        early
+        let mut actions: Vec<Action<W, D>> = early
             .chain(parked)
             .chain(waiting)
             .map(|waiter| Action::Reply(waiter, Err(WriteRejected::Stopped)))
-            .collect()
+            .collect();
+        self.reject_deletes(WriteRejected::Stopped, &mut actions);
+        actions
+    }
+
+    /// Answers every DeleteRecords not done yet with `rejection`.
+    fn reject_deletes(&mut self, rejection: WriteRejected, actions: &mut Vec<Action<W, D>>) {
+        let rejected = DeleteRecordsRejected::Write(rejection);
+        let early = self.early_deletes.drain(..);
+        for waiting in early.chain(self.delete_waiters.drain(..)) {
+            actions.push(Action::ReplyDeleteRecords(
+                waiting.waiter,
+                Err(rejected.clone()),
+            ));
+        }
     }
 
     fn rejection(&self) -> WriteRejected {

@@ -19,7 +19,7 @@ use super::{
     WriteRejected,
 };
 
-impl<W> PartitionMachine<W> {
+impl<W, D> PartitionMachine<W, D> {
     /// Appends a request's batches: assigns offsets in their headers and
     /// buffers them. Answers at once for `Buffer`, after the covering
     /// checkpoint for `Durable`. While recovering, requests wait in order.
@@ -29,7 +29,7 @@ impl<W> PartitionMachine<W> {
         ack: AckMode,
         waiter: W,
         now: Now,
-    ) -> Vec<Action<W>> {
+    ) -> Vec<Action<W, D>> {
         let mut actions = Vec::new();
         match self.phase {
             Phase::Fenced => actions.push(Action::Reply(waiter, Err(self.rejection()))),
@@ -56,7 +56,7 @@ impl<W> PartitionMachine<W> {
         ack: AckMode,
         waiter: W,
         now: Now,
-        actions: &mut Vec<Action<W>>,
+        actions: &mut Vec<Action<W, D>>,
     ) {
         self.append_one(request, ack, waiter, now, actions, false);
     }
@@ -70,7 +70,7 @@ impl<W> PartitionMachine<W> {
         ack: AckMode,
         waiter: W,
         now: Now,
-        actions: &mut Vec<Action<W>>,
+        actions: &mut Vec<Action<W, D>>,
         unparking: bool,
     ) {
         if let Some(id) = &request.request_id
@@ -168,7 +168,7 @@ impl<W> PartitionMachine<W> {
 
     /// Appends the parked requests whose turn has come (or answers those
     /// that turn out to be retries or refusals), one after the other.
-    fn unpark(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+    fn unpark(&mut self, now: Now, actions: &mut Vec<Action<W, D>>) {
         while let Some(at) = self.parked.iter().position(
             |p| !matches!(self.producers.check(&p.request.batches), Err(r) if r.is_ahead()),
         ) {
@@ -185,7 +185,7 @@ impl<W> PartitionMachine<W> {
     }
 
     /// Refuses parked requests whose gap was not filled in time.
-    fn expire_parked(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+    fn expire_parked(&mut self, now: Now, actions: &mut Vec<Action<W, D>>) {
         let mut i = 0;
         while i < self.parked.len() {
             if now.instant >= self.parked[i].since + PARK_TIMEOUT {
@@ -205,7 +205,7 @@ impl<W> PartitionMachine<W> {
         appended: Appended,
         ack: AckMode,
         waiter: W,
-        actions: &mut Vec<Action<W>>,
+        actions: &mut Vec<Action<W, D>>,
     ) {
         let covered = appended.last_offset < self.saved.high_watermark;
         if ack == AckMode::Buffer || covered {
@@ -239,7 +239,7 @@ impl<W> PartitionMachine<W> {
     }
 
     /// Time passes: flush on the interval, retry after errors, apply retention.
-    pub fn tick(&mut self, now: Now) -> Vec<Action<W>> {
+    pub fn tick(&mut self, now: Now) -> Vec<Action<W, D>> {
         let mut actions = Vec::new();
         self.expire_parked(now, &mut actions);
         self.retry_checkpoint(now, &mut actions);
@@ -256,7 +256,7 @@ impl<W> PartitionMachine<W> {
     }
 
     /// The flush of the last [`Action::Flush`] ended.
-    pub fn flush_done(&mut self, result: Result<Flushed, String>, now: Now) -> Vec<Action<W>> {
+    pub fn flush_done(&mut self, result: Result<Flushed, String>, now: Now) -> Vec<Action<W, D>> {
         let mut actions = Vec::new();
         let Some(flush) = self.flushing.take() else {
             return actions;
@@ -339,7 +339,7 @@ impl<W> PartitionMachine<W> {
     }
 
     /// Starts a flush when one is due and none is running.
-    pub(super) fn maybe_flush(&mut self, now: Now, actions: &mut Vec<Action<W>>) {
+    pub(super) fn maybe_flush(&mut self, now: Now, actions: &mut Vec<Action<W, D>>) {
         if self.phase != Phase::Writing
             || self.flushing.is_some()
             || self.buffer.is_empty()

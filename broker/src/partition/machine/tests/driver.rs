@@ -51,6 +51,8 @@ pub(super) struct Driver {
     /// Segment name → length of its merged object.
     pub(super) merged_objects: HashMap<String, u64>,
     pub(super) replies: Vec<(u32, Result<Appended, WriteRejected>)>,
+    /// Answers to DeleteRecords, in order.
+    pub(super) delete_replies: Vec<(u32, Result<i64, DeleteRecordsRejected>)>,
     /// Waiters that asked for durable acks.
     pub(super) durable_waiters: HashSet<u32>,
     pub(super) published: Vec<Checkpoint>,
@@ -91,6 +93,7 @@ impl Driver {
             index_conflicts: Vec::new(),
             merged_objects: HashMap::new(),
             replies: Vec::new(),
+            delete_replies: Vec::new(),
             durable_waiters: HashSet::new(),
             published: Vec::new(),
             deleted_segments: Vec::new(),
@@ -198,6 +201,20 @@ impl Driver {
                     }
                     self.replies.push((waiter, result));
                 }
+                Action::ReplyDeleteRecords(waiter, result) => {
+                    assert!(
+                        self.delete_replies.iter().all(|(w, _)| *w != waiter),
+                        "DeleteRecords {waiter} answered twice"
+                    );
+                    if let Ok(start) = result {
+                        let saved = self.published.last().map_or(0, |c| c.log_start_offset);
+                        assert!(
+                            start <= saved,
+                            "DeleteRecords {waiter} answered with log start {start} before a checkpoint recorded it ({saved})"
+                        );
+                    }
+                    self.delete_replies.push((waiter, result));
+                }
                 Action::DeleteSegments(segments) => {
                     for segment in segments {
                         assert!(
@@ -297,6 +314,19 @@ impl Driver {
             .machine
             .produce(request(batches), ack, waiter, self.now());
         self.absorb(actions)
+    }
+
+    pub(super) fn delete_records(&mut self, offset: i64, waiter: u32) -> Vec<&'static str> {
+        let actions = self.machine.delete_records(offset, waiter, self.now());
+        self.absorb(actions)
+    }
+
+    /// The answer to DeleteRecords `waiter`, if any yet.
+    pub(super) fn delete_reply(&self, waiter: u32) -> Option<&Result<i64, DeleteRecordsRejected>> {
+        self.delete_replies
+            .iter()
+            .find(|(w, _)| *w == waiter)
+            .map(|(_, r)| r)
     }
 
     pub(super) fn tick(&mut self) -> Vec<&'static str> {

@@ -10,12 +10,14 @@
 //! `produce`, `flush` (flush, index, roll), `pipelining` (a flush and a
 //! checkpoint in flight together), `failover` (failed writes, retries),
 //! `no_loss` (fixed and random schedules), `retention` (retention, merges),
-//! `requests` (retries by request id), `idempotence` (producer sequences).
+//! `requests` (retries by request id), `idempotence` (producer sequences),
+//! `delete_records` (raising the log start offset).
 
 mod driver;
 mod io;
 mod reader;
 
+mod delete_records;
 mod failover;
 mod flush;
 mod idempotence;
@@ -109,6 +111,7 @@ fn kind<W>(action: &Action<W>) -> &'static str {
         Action::SaveCheckpoint { .. } => "SaveCheckpoint",
         Action::Publish(_) => "Publish",
         Action::Reply(..) => "Reply",
+        Action::ReplyDeleteRecords(..) => "ReplyDeleteRecords",
         Action::DeleteSegments(_) => "DeleteSegments",
         Action::DeleteChunks(_) => "DeleteChunks",
         Action::PruneCheckpoints { .. } => "PruneCheckpoints",

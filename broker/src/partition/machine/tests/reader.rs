@@ -9,7 +9,7 @@ use sluice_record::BatchIter;
 use super::*;
 
 impl Driver {
-    /// Every offset from the log start to the high watermark exactly once,
+    /// Every offset from the first segment to the high watermark exactly once,
     /// in order, in batches whose CRC holds; every sealed segment's `.idx`
     /// on the home volume; index entries on batch boundaries; chunks and
     /// merged objects where the layout says.
@@ -17,7 +17,19 @@ impl Driver {
         let Some(checkpoint) = self.published.last() else {
             return;
         };
-        let mut expected_offset = checkpoint.log_start_offset;
+        // The log starts in its first segment, or past it (a DeleteRecords
+        // beyond segments not yet dropped); never before it.
+        let mut expected_offset = checkpoint
+            .segments
+            .first()
+            .map_or(checkpoint.log_start_offset, |s| s.base_offset);
+        assert!(
+            expected_offset <= checkpoint.log_start_offset
+                && checkpoint.log_start_offset <= checkpoint.high_watermark,
+            "log start {} outside [{expected_offset}, {}]",
+            checkpoint.log_start_offset,
+            checkpoint.high_watermark
+        );
         for (i, segment) in checkpoint.segments.iter().enumerate() {
             assert_eq!(
                 segment.base_offset, expected_offset,
