@@ -53,10 +53,15 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import boto3, moto.
   pip_install 'moto[server]' boto3
 fi
 
-# The Kafka-protocol tests drive Sluice with librdkafka through confluent-kafka.
+# The Kafka-protocol tests drive Sluice with librdkafka through confluent-kafka,
+# and with kafka-python (a pure-Python client).
 if ! python3 -c 'import confluent_kafka' >/dev/null 2>&1; then
   log "installing confluent-kafka"
   pip_install confluent-kafka
+fi
+if ! python3 -c 'import kafka' >/dev/null 2>&1; then
+  log "installing kafka-python"
+  pip_install kafka-python
 fi
 
 jars=$CACHE/$PYSPARK/deps/jars

@@ -406,7 +406,7 @@ impl Group {
                     if self.leader.as_deref() == Some(old.as_str()) {
                         self.leader = Some(new_member_id.clone());
                     }
-                    let unchanged =
+                    let same_subscription =
                         member.protocols == request.protocols && member.topics == request.topics;
                     member.id = new_member_id.clone();
                     member.client_id = request.client_id.clone();
@@ -418,6 +418,18 @@ impl Group {
                     member.session_deadline = Some(now + request.session_timeout);
                     self.members.insert(new_member_id.clone(), member);
                     self.dirty = true;
+                    // Kafka's rule for a leader-assigned group: only a
+                    // change of the protocol the group would select
+                    // rebalances. The metadata is the client's own, and
+                    // may differ in every incarnation (cooperative-sticky
+                    // and Java clients put the partitions a member owns
+                    // and its generation in it, which a restarted one has
+                    // not).
+                    let unchanged = if request.protocol_type == SLUICE_PROTOCOL {
+                        same_subscription
+                    } else {
+                        self.select_protocol() == self.protocol
+                    };
                     if unchanged && self.state == GroupState::Stable {
                         let result = self.result_for(&new_member_id);
                         let _ = waiter.send(Ok(result));

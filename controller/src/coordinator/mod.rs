@@ -700,7 +700,9 @@ impl Coordinator {
         self.load_locked(group).await?;
         {
             let inner = self.lock();
-            match inner.groups.get(group) {
+            // Loading makes a blank entry for a group nobody joined or
+            // committed to: that group does not exist either.
+            match inner.groups.get(group).filter(|entry| !entry.is_blank()) {
                 None => {
                     return Err(GroupError::UnknownGroup {
                         group: group.to_owned(),

@@ -372,37 +372,39 @@ pub(super) fn error_code(error: ProxyError) -> i16 {
     }
 }
 
+/// Writes every partition's batches at once (each partition's in order:
+/// a request holds one entry per partition), and answers when all are in.
 async fn produce(service: &KafkaService, request: ProduceRequest) -> ProduceResponse {
     let ack = if request.acks == -1 {
         AckMode::Durable
     } else {
         AckMode::Buffer
     };
-    let mut topics = Vec::new();
-    for topic in request.topic_data {
+    let writes = request.topic_data.into_iter().map(|topic| async move {
         let name = topic.name.0.to_string();
-        let mut partitions = Vec::new();
-        for data in topic.partition_data {
-            let mut answer = PartitionProduceResponse::default();
-            answer.index = data.index;
-            answer.log_append_time_ms = -1;
-            let result = produce_one(service, &name, data.index, data.records, ack).await;
-            match result {
-                Ok(base_offset) => answer.base_offset = base_offset,
-                Err(e) => {
-                    answer.error_code = error_code(e);
-                    answer.base_offset = -1;
+        let partitions = topic.partition_data.into_iter().map(|data| {
+            let name = name.as_str();
+            async move {
+                let mut answer = PartitionProduceResponse::default();
+                answer.index = data.index;
+                answer.log_append_time_ms = -1;
+                match produce_one(service, name, data.index, data.records, ack).await {
+                    Ok(base_offset) => answer.base_offset = base_offset,
+                    Err(e) => {
+                        answer.error_code = error_code(e);
+                        answer.base_offset = -1;
+                    }
                 }
+                answer
             }
-            partitions.push(answer);
-        }
+        });
         let mut answer = TopicProduceResponse::default();
+        answer.partition_responses = futures::future::join_all(partitions).await;
         answer.name = topic.name;
-        answer.partition_responses = partitions;
-        topics.push(answer);
-    }
+        answer
+    });
     let mut response = ProduceResponse::default();
-    response.responses = topics;
+    response.responses = futures::future::join_all(writes).await;
     response
 }
 

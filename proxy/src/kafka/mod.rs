@@ -1,17 +1,20 @@
 //! The Kafka wire protocol on a proxy (DESIGN.md, "Interfaces"): existing
-//! Kafka clients connect here. The proxy presents itself as every
-//! partition's leader; produce goes to the owning broker with each batch's
-//! bytes unchanged, fetch is served from storage with long-poll, as the
-//! gRPC API does (the same [`Backend`] underneath).
+//! Kafka clients connect here. The proxies present themselves as the
+//! brokers and partition leaders ([`KafkaService::join_cluster`]); produce
+//! goes to the owning broker with each batch's bytes unchanged, fetch is
+//! served from storage with long-poll, as the gRPC API does (the same
+//! [`Backend`] underneath).
 //!
 //! One task per connection reads a request, answers it, then reads the
 //! next: Kafka clients expect answers in request order. A frame larger than
 //! [`MAX_FRAME_BYTES`] is refused before it is read, and a frame that does
 //! not decode closes the connection with a log line.
 //!
-//! APIs so far: ApiVersions, Metadata, Produce, Fetch, ListOffsets,
-//! InitProducerId, CreateTopics, DeleteTopics, CreatePartitions (issue 6
-//! adds the group APIs and the rest).
+//! The APIs and their versions are in `handlers::SUPPORTED` (and
+//! docs/kafka.md): produce and fetch, offsets, idempotent producers, topic
+//! admin ([`admin`], [`configs`], [`records`]) and consumer groups
+//! ([`groups`], answered by the shared coordinator). Anything else gets an
+//! answer with a Kafka error code ([`unsupported`]).
 
 mod admin;
 mod configs;

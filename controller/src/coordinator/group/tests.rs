@@ -614,6 +614,39 @@ fn leader_assigns_consumer_groups() {
 }
 
 #[test]
+fn a_static_consumer_returning_with_other_metadata_keeps_its_assignment() {
+    let mut h = Harness::new(12);
+    let static_request = |member_id: &str, metadata: &[u8]| {
+        let mut request = consumer_request(member_id, metadata);
+        request.instance_id = Some("i1".to_owned());
+        request
+    };
+    joined(h.join(static_request("", b"owns-nothing"), "a"));
+    let mut a_sync = h.sync("a", 1, vec![("a".to_owned(), b"for-a".to_vec())]);
+    sync_answer(&mut a_sync).expect("answered").expect("ok");
+    let rebalances = h.group.rebalances();
+
+    // A new incarnation: its metadata (owned partitions, generation)
+    // differs, the protocol the group selects does not.
+    let again = joined(h.join(static_request("", b"owns-0-1-2"), "a-again"));
+    assert_eq!(again.generation, 1);
+    assert_eq!(h.group.state(), GroupState::Stable);
+    assert_eq!(h.group.rebalances(), rebalances, "no rebalance");
+    let mut sync = h.sync("a-again", 1, Vec::new());
+    assert_eq!(
+        sync_answer(&mut sync).expect("answered").expect("ok"),
+        b"for-a"
+    );
+
+    // One whose protocols the group would not select rebalances.
+    let mut other = static_request("", b"");
+    other.protocols = vec![protocol("roundrobin", b"")];
+    let mut rx = h.join(other, "a-third");
+    assert!(join_answer(&mut rx).is_some_and(|r| r.is_ok()));
+    assert_ne!(h.group.rebalances(), rebalances);
+}
+
+#[test]
 fn a_rebalance_answers_waiting_syncs() {
     let mut h = Harness::new(12);
     joined(h.join(consumer_request("", b"meta-a"), "a"));
