@@ -234,8 +234,10 @@ pub(super) async fn handle(
     Ok(Some(answer))
 }
 
-fn encode<M: Encodable>(message: &M, version: i16) -> anyhow::Result<Bytes> {
-    let mut out = BytesMut::new();
+/// `message` at `version`, in a buffer sized once (a fetch answer holds
+/// megabytes of records).
+pub(super) fn encode<M: Encodable>(message: &M, version: i16) -> anyhow::Result<Bytes> {
+    let mut out = BytesMut::with_capacity(message.compute_size(version)?);
     message.encode(&mut out, version)?;
     Ok(out.freeze())
 }
@@ -451,7 +453,7 @@ async fn fetch_all(service: &KafkaService, request: FetchRequest) -> FetchRespon
             })
         })
         .collect();
-    let mut answers = fetch_pass(service, &wanted, Duration::ZERO, &mut budget).await;
+    let mut answers = fetch_pass(service, &wanted, &mut budget).await;
     let empty = answers
         .iter()
         .all(|(_, p)| p.records.as_ref().is_none_or(Bytes::is_empty) && p.error_code == 0);
@@ -473,7 +475,7 @@ async fn fetch_all(service: &KafkaService, request: FetchRequest) -> FetchRespon
         let mut budget = usize::try_from(request.max_bytes)
             .unwrap_or(usize::MAX)
             .max(1);
-        answers = fetch_pass(service, &wanted, Duration::ZERO, &mut budget).await;
+        answers = fetch_pass(service, &wanted, &mut budget).await;
     }
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (topic, partition) in answers {
@@ -492,57 +494,88 @@ async fn fetch_all(service: &KafkaService, request: FetchRequest) -> FetchRespon
     response
 }
 
+/// One pass over the partitions, without waiting. Each gets an allowance
+/// of the response's byte budget in request order (its partition max, or
+/// what is left), and all are read at once; a partition left without an
+/// allowance is then read alone if the others did not use theirs up, so a
+/// long list of idle partitions cannot starve the ones after it.
 async fn fetch_pass(
     service: &KafkaService,
     wanted: &[(String, i32, i64, usize)],
-    max_wait: Duration,
     budget: &mut usize,
 ) -> Vec<(String, PartitionData)> {
-    let mut out = Vec::new();
-    for (topic, partition, offset, partition_max) in wanted {
-        let mut data = PartitionData::default();
-        data.partition_index = *partition;
-        data.last_stable_offset = -1;
-        data.log_start_offset = -1;
-        data.high_watermark = -1;
-        let result = match u32::try_from(*partition) {
-            Err(_) => Err(ProxyError::BadRequest {
-                reason: format!("partition {partition} is negative"),
-            }),
-            Ok(p) if *budget == 0 => {
-                // Out of bytes for this response: the offsets only.
-                current_view(
-                    service.backend.as_ref(),
-                    &PartitionKey::new(topic.as_str(), p),
-                )
-                .map(|view| (Bytes::new(), view.high_watermark, view.log_start_offset))
-            }
-            Ok(p) => {
-                let request = ProxyFetch {
-                    key: PartitionKey::new(topic.as_str(), p),
-                    offset: *offset,
-                    max_bytes: (*partition_max).min(*budget),
-                    min_bytes: 0,
-                    max_wait,
-                };
-                fetch(service.backend.as_ref(), &request, &service.shutdown)
-                    .await
-                    .map(|f| (f.records, f.high_watermark, f.log_start_offset))
-            }
-        };
-        match result {
-            Ok((records, high_watermark, log_start_offset)) => {
-                *budget = budget.saturating_sub(records.len());
-                data.high_watermark = high_watermark;
-                data.last_stable_offset = high_watermark;
-                data.log_start_offset = log_start_offset;
-                data.records = Some(records);
-            }
-            Err(e) => data.error_code = error_code(e),
+    let allowances: Vec<usize> = wanted
+        .iter()
+        .scan(*budget, |left, (_, _, _, partition_max)| {
+            let allowance = (*partition_max).min(*left);
+            *left -= allowance;
+            Some(allowance)
+        })
+        .collect();
+    let reads = wanted
+        .iter()
+        .zip(&allowances)
+        .map(|(w, allowance)| fetch_one(service, w, *allowance));
+    let mut out = futures::future::join_all(reads).await;
+    let used: usize = out
+        .iter()
+        .filter_map(|(_, data)| data.records.as_ref().map(Bytes::len))
+        .sum();
+    *budget = budget.saturating_sub(used);
+    for (i, w) in wanted.iter().enumerate() {
+        if allowances[i] > 0 || *budget == 0 {
+            continue;
         }
-        out.push((topic.clone(), data));
+        let answer = fetch_one(service, w, w.3.min(*budget)).await;
+        *budget = budget.saturating_sub(answer.1.records.as_ref().map_or(0, Bytes::len));
+        out[i] = answer;
     }
     out
+}
+
+/// Reads one partition, up to `allowance` bytes (its offsets only for 0).
+async fn fetch_one(
+    service: &KafkaService,
+    (topic, partition, offset, _): &(String, i32, i64, usize),
+    allowance: usize,
+) -> (String, PartitionData) {
+    let mut data = PartitionData::default();
+    data.partition_index = *partition;
+    data.last_stable_offset = -1;
+    data.log_start_offset = -1;
+    data.high_watermark = -1;
+    let result = match u32::try_from(*partition) {
+        Err(_) => Err(ProxyError::BadRequest {
+            reason: format!("partition {partition} is negative"),
+        }),
+        Ok(p) if allowance == 0 => current_view(
+            service.backend.as_ref(),
+            &PartitionKey::new(topic.as_str(), p),
+        )
+        .map(|view| (Bytes::new(), view.high_watermark, view.log_start_offset)),
+        Ok(p) => {
+            let request = ProxyFetch {
+                key: PartitionKey::new(topic.as_str(), p),
+                offset: *offset,
+                max_bytes: allowance,
+                min_bytes: 0,
+                max_wait: Duration::ZERO,
+            };
+            fetch(service.backend.as_ref(), &request, &service.shutdown)
+                .await
+                .map(|f| (f.records, f.high_watermark, f.log_start_offset))
+        }
+    };
+    match result {
+        Ok((records, high_watermark, log_start_offset)) => {
+            data.high_watermark = high_watermark;
+            data.last_stable_offset = high_watermark;
+            data.log_start_offset = log_start_offset;
+            data.records = Some(records);
+        }
+        Err(e) => data.error_code = error_code(e),
+    }
+    (topic.clone(), data)
 }
 
 async fn list_offsets(service: &KafkaService, request: ListOffsetsRequest) -> ListOffsetsResponse {

@@ -74,6 +74,9 @@ mod code {
     pub const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
 }
 
+/// Responses up to this size are written in one piece with their header.
+const SMALL_BODY: usize = 64 << 10;
+
 /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
 pub const MAX_FRAME_BYTES: usize = 100 << 20;
 
@@ -324,10 +327,17 @@ impl KafkaService {
                 response_header
                     .encode(&mut out, key.response_header_version(version))
                     .map_err(|e| anyhow::anyhow!("cannot encode a response header: {e}"))?;
-                out.extend_from_slice(&body);
-                let len = i32::try_from(out.len() - 4)?;
+                let len = i32::try_from(out.len() - 4 + body.len())?;
                 out[..4].copy_from_slice(&len.to_be_bytes());
-                stream.write_all(&out).await?;
+                // A large body (fetched records) goes out as it is, not
+                // copied behind the header.
+                if body.len() <= SMALL_BODY {
+                    out.extend_from_slice(&body);
+                    stream.write_all(&out).await?;
+                } else {
+                    stream.write_all(&out).await?;
+                    stream.write_all(&body).await?;
+                }
             }
         }
     }

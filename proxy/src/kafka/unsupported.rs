@@ -5,11 +5,12 @@
 //! top-level error code at that version (an empty answer where it has
 //! none), and the connection stays open.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Encodable;
 
 use super::code;
+use super::handlers::encode;
 
 /// The answer to `key` at `version`; an error if no Kafka version of this
 /// API has `version` (the request cannot be answered in a form the client
@@ -360,8 +361,3 @@ fn answer_with<M: Encodable>(with_error: &M, plain: &M, version: i16) -> anyhow:
     encode(with_error, version).or_else(|_| encode(plain, version))
 }
 
-fn encode<M: Encodable>(message: &M, version: i16) -> anyhow::Result<Bytes> {
-    let mut out = BytesMut::new();
-    message.encode(&mut out, version)?;
-    Ok(out.freeze())
-}
