@@ -29,7 +29,9 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$addr" ] || { echo "standalone did not start; see $data_dir/standalone.log"; exit 1; }
-run() { echo "== sluice bench $*"; "$bin" bench "$@" --server "$addr"; }
+# Each run starts with the page cache's dirty data written out (`sync`), so
+# no run pays for the one before it.
+run() { sync; echo "== sluice bench $*"; "$bin" bench "$@" --server "$addr"; }
 
 run produce --topic durable --partitions 8 --message-size 1024 --messages "$messages" --acks durable | tee "$data_dir/durable.txt"
 rate=$(sed -n 's/.* \([0-9.]*\) MB\/s.*/\1/p' "$data_dir/durable.txt")
@@ -41,9 +43,11 @@ run consume --topic durable
 # The same load through the Kafka listener with a real Kafka client.
 if python3 -c 'import confluent_kafka' 2>/dev/null; then
   for codec in none lz4; do
+    sync
     echo "== scripts/kafka_bench.py (confluent-kafka, $codec)"
     python3 scripts/kafka_bench.py "$kafka" "kafka-$codec" --messages "$messages" --compression "$codec"
   done
+  sync
   echo "== scripts/kafka_bench.py (confluent-kafka, none, at $half MB/s: latency under a steady load)"
   python3 scripts/kafka_bench.py "$kafka" kafka-halfrate --messages "$((messages / 2))" --rate-mb "$half" --no-consume
 else

@@ -31,6 +31,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_broker::AckMode;
 use sluice_log::{PartitionKey, read};
+use sluice_record::BatchHeader;
 
 use super::{KafkaService, code, groups};
 use crate::error::ProxyError;
@@ -111,12 +112,7 @@ pub(super) async fn handle(
         }
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut body, version)?;
-            let acks = request.acks;
-            let response = produce(service, request).await;
-            if acks == 0 {
-                return Ok(None);
-            }
-            encode(&response, version)?
+            return answer_produce(service, request, version).await;
         }
         ApiKey::Fetch => {
             let request = FetchRequest::decode(&mut body, version)?;
@@ -372,6 +368,54 @@ pub(super) fn error_code(error: ProxyError) -> i16 {
             code::UNKNOWN_SERVER_ERROR
         }
     }
+}
+
+/// The request, decoded, if it may be answered while other requests are
+/// in flight on its connection: a produce (of a supported version,
+/// answered) whose every batch is an idempotent producer's, so the broker
+/// orders them by sequence number whatever order they arrive in.
+pub(super) fn pipelined_produce(request: &super::Request) -> Option<ProduceRequest> {
+    let version = request.header.request_api_version;
+    let supported = SUPPORTED
+        .iter()
+        .any(|(k, min, max)| *k == ApiKey::Produce && (*min..=*max).contains(&version));
+    if request.key != ApiKey::Produce || !supported {
+        return None;
+    }
+    let produce = ProduceRequest::decode(&mut request.body.clone(), version).ok()?;
+    let idempotent = |mut records: &[u8]| {
+        while !records.is_empty() {
+            match BatchHeader::parse(records) {
+                Ok(header) if header.has_producer_id() && header.total_len() <= records.len() => {
+                    records = &records[header.total_len()..];
+                }
+                _ => return false,
+            }
+        }
+        true
+    };
+    let all_idempotent = produce.topic_data.iter().all(|t| {
+        t.partition_data.iter().all(|p| {
+            p.records
+                .as_deref()
+                .is_some_and(|r| !r.is_empty() && idempotent(r))
+        })
+    });
+    (produce.acks != 0 && all_idempotent).then_some(produce)
+}
+
+/// A decoded produce's answer (`None` for acks=0: Kafka sends none).
+pub(super) async fn answer_produce(
+    service: &KafkaService,
+    request: ProduceRequest,
+    version: i16,
+) -> anyhow::Result<Option<Bytes>> {
+    let acks = request.acks;
+    let response = produce(service, request).await;
+    if acks == 0 {
+        return Ok(None);
+    }
+    encode(&response, version).map(Some)
 }
 
 /// Writes every partition's batches at once (each partition's in order:

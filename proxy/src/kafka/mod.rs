@@ -27,13 +27,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use sluice_metadata::{LeaseId, MetadataStore, Op, ProducerIds, WatchEvent};
 use sluice_proto::v1::groups_server::Groups;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{AdminService, Backend};
@@ -279,66 +282,206 @@ impl KafkaService {
         }
     }
 
-    /// Serves one connection, a request at a time.
-    async fn connection(&self, mut stream: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
+    /// Serves one connection. Answers go out in request order. Requests
+    /// are handled one after another, except idempotent produce requests:
+    /// up to [`PIPELINE`] of those are in flight at once (as a client's
+    /// `max.in.flight` allows), since the broker orders their batches by
+    /// sequence number whatever order they arrive in. Everything else waits
+    /// for the answers before it, so plain producers keep Kafka's in-order
+    /// guarantee.
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr) -> anyhow::Result<()> {
+        let (reader, mut writer) = stream.into_split();
+        let (frames_tx, mut frames) = mpsc::channel(1);
+        let reading = tokio::spawn(read_frames(reader, frames_tx, self.shutdown.clone()));
+        let _stop_reading = AbortOnDrop(reading);
+        let mut pending = FuturesOrdered::new();
         loop {
-            let size = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
-                size = stream.read_i32() => match size {
-                    Ok(size) => size,
-                    // The client hung up between requests.
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            let size =
-                usize::try_from(size).map_err(|_| anyhow::anyhow!("negative frame size {size}"))?;
-            if size > MAX_FRAME_BYTES {
-                anyhow::bail!("a frame of {size} bytes is over the limit of {MAX_FRAME_BYTES}");
-            }
-            let mut frame = BytesMut::zeroed(size);
-            stream.read_exact(&mut frame).await?;
-            let mut frame = frame.freeze();
-            if frame.len() < 4 {
-                anyhow::bail!("a frame of {size} bytes holds no request header");
-            }
-            let api_key = frame.clone().get_i16();
-            let version = frame.clone().slice(2..).get_i16();
-            let Ok(key) = ApiKey::try_from(api_key) else {
-                anyhow::bail!("unknown API key {api_key}");
-            };
-            // An ApiVersions of a version this server does not know is read
-            // with the oldest header (its fields are all that is needed to
-            // answer UNSUPPORTED_VERSION), as Kafka does.
-            let header_version =
-                if key == ApiKey::ApiVersions && version > handlers::MAX_API_VERSIONS {
-                    1
-                } else {
-                    key.request_header_version(version)
-                };
-            let header = RequestHeader::decode(&mut frame, header_version)
-                .map_err(|e| anyhow::anyhow!("bad {key:?} request header: {e}"))?;
-            let answer = handlers::handle(self, key, &header, frame, peer).await?;
-            if let Some(body) = answer {
-                let mut out = BytesMut::new();
-                out.put_i32(0);
-                let response_header =
-                    ResponseHeader::default().with_correlation_id(header.correlation_id);
-                response_header
-                    .encode(&mut out, key.response_header_version(version))
-                    .map_err(|e| anyhow::anyhow!("cannot encode a response header: {e}"))?;
-                let len = i32::try_from(out.len() - 4 + body.len())?;
-                out[..4].copy_from_slice(&len.to_be_bytes());
-                // A large body (fetched records) goes out as it is, not
-                // copied behind the header.
-                if body.len() <= SMALL_BODY {
-                    out.extend_from_slice(&body);
-                    stream.write_all(&out).await?;
-                } else {
-                    stream.write_all(&out).await?;
-                    stream.write_all(&body).await?;
+            tokio::select! {
+                Some(answer) = pending.next(), if !pending.is_empty() => {
+                    write_answer(&mut writer, answer?).await?;
+                }
+                frame = frames.recv(), if pending.len() < PIPELINE => {
+                    // The client hung up, or the server is stopping: the
+                    // requests read so far are still answered.
+                    let Some(frame) = frame else { break };
+                    let request = match frame.and_then(parse_request) {
+                        Ok(request) => request,
+                        Err(e) => {
+                            while let Some(answer) = pending.next().await {
+                                write_answer(&mut writer, answer?).await?;
+                            }
+                            return Err(e);
+                        }
+                    };
+                    match handlers::pipelined_produce(&request) {
+                        Some(produce) => {
+                            let version = request.header.request_api_version;
+                            pending.push_back(Box::pin(async move {
+                                let body = handlers::answer_produce(self, produce, version).await?;
+                                Ok(Answer { request, body })
+                            }) as AnswerFuture<'_>);
+                        }
+                        None => {
+                            while let Some(answer) = pending.next().await {
+                                write_answer(&mut writer, answer?).await?;
+                            }
+                            let answer = self.answer(request, peer).await?;
+                            write_answer(&mut writer, answer).await?;
+                        }
+                    }
                 }
             }
         }
+        while let Some(answer) = pending.next().await {
+            write_answer(&mut writer, answer?).await?;
+        }
+        Ok(())
     }
+
+    async fn answer(&self, request: Request, peer: SocketAddr) -> anyhow::Result<Answer> {
+        let body = handlers::handle(
+            self,
+            request.key,
+            &request.header,
+            request.body.clone(),
+            peer,
+        )
+        .await?;
+        Ok(Answer { request, body })
+    }
+}
+
+/// Idempotent produce requests in flight on one connection (librdkafka
+/// and the Java client send at most 5 with idempotence on).
+const PIPELINE: usize = 5;
+
+/// A request read off the wire: its header decoded, its body not yet.
+pub(super) struct Request {
+    pub key: ApiKey,
+    pub header: RequestHeader,
+    pub body: Bytes,
+}
+
+/// A request's answer body (`None`: a request Kafka does not answer).
+pub(super) struct Answer {
+    pub request: Request,
+    pub body: Option<Bytes>,
+}
+
+type AnswerFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Answer>> + Send + 'a>>;
+
+/// Stops a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads frames into `frames` until the client hangs up (the channel
+/// closes), a frame is bad (an error, then it closes) or shutdown. A frame
+/// over [`MAX_FRAME_BYTES`] is refused before it is read.
+async fn read_frames(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    frames: mpsc::Sender<anyhow::Result<Bytes>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            frame = read_frame(&mut reader) => frame,
+        };
+        let failed = frame.is_err();
+        match frame {
+            // The client hung up between requests.
+            Ok(None) => return,
+            Ok(Some(frame)) => {
+                if frames.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = frames.send(Err(e)).await;
+            }
+        }
+        if failed {
+            return;
+        }
+    }
+}
+
+async fn read_frame(reader: &mut tokio::net::tcp::OwnedReadHalf) -> anyhow::Result<Option<Bytes>> {
+    let size = match reader.read_i32().await {
+        Ok(size) => size,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let size = usize::try_from(size).map_err(|_| anyhow::anyhow!("negative frame size {size}"))?;
+    if size > MAX_FRAME_BYTES {
+        anyhow::bail!("a frame of {size} bytes is over the limit of {MAX_FRAME_BYTES}");
+    }
+    let mut frame = BytesMut::zeroed(size);
+    reader.read_exact(&mut frame).await?;
+    Ok(Some(frame.freeze()))
+}
+
+/// A frame's API key and header.
+fn parse_request(mut frame: Bytes) -> anyhow::Result<Request> {
+    if frame.len() < 4 {
+        anyhow::bail!("a frame of {} bytes holds no request header", frame.len());
+    }
+    let api_key = frame.clone().get_i16();
+    let version = frame.clone().slice(2..).get_i16();
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        anyhow::bail!("unknown API key {api_key}");
+    };
+    // An ApiVersions of a version this server does not know is read with
+    // the oldest header (its fields are all that is needed to answer
+    // UNSUPPORTED_VERSION), as Kafka does.
+    let header_version = if key == ApiKey::ApiVersions && version > handlers::MAX_API_VERSIONS {
+        1
+    } else {
+        key.request_header_version(version)
+    };
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| anyhow::anyhow!("bad {key:?} request header: {e}"))?;
+    Ok(Request {
+        key,
+        header,
+        body: frame,
+    })
+}
+
+/// Writes an answer with its response header.
+async fn write_answer(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    answer: Answer,
+) -> anyhow::Result<()> {
+    let Some(body) = answer.body else {
+        return Ok(());
+    };
+    let Request { key, header, .. } = answer.request;
+    let mut out = BytesMut::new();
+    out.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(header.correlation_id)
+        .encode(
+            &mut out,
+            key.response_header_version(header.request_api_version),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot encode a response header: {e}"))?;
+    let len = i32::try_from(out.len() - 4 + body.len())?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    // A large body (fetched records) goes out as it is, not copied behind
+    // the header.
+    if body.len() <= SMALL_BODY {
+        out.extend_from_slice(&body);
+        writer.write_all(&out).await?;
+    } else {
+        writer.write_all(&out).await?;
+        writer.write_all(&body).await?;
+    }
+    Ok(())
 }

@@ -360,4 +360,3 @@ pub(super) fn answer(key: ApiKey, version: i16) -> anyhow::Result<Bytes> {
 fn answer_with<M: Encodable>(with_error: &M, plain: &M, version: i16) -> anyhow::Result<Bytes> {
     encode(with_error, version).or_else(|_| encode(plain, version))
 }
-
