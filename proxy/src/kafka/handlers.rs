@@ -693,3 +693,69 @@ async fn init_producer_id(service: &KafkaService) -> InitProducerIdResponse {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use sluice_record::{BatchBuilder, Compression};
+
+    use super::*;
+    use crate::kafka::Request;
+
+    fn batch(producer_id: Option<i64>) -> Bytes {
+        let mut builder = BatchBuilder::new(Compression::None);
+        if let Some(id) = producer_id {
+            builder = builder.producer(id, 0, 0);
+        }
+        builder
+            .push(1, None, Some(b"v"), &[])
+            .expect("a record fits");
+        builder.build().expect("a batch")
+    }
+
+    fn produce(acks: i16, batches: &[Option<Bytes>]) -> Request {
+        let mut request = ProduceRequest::default();
+        request.acks = acks;
+        let mut topic = TopicProduceData::default();
+        topic.name = TopicName(StrBytes::from_static_str("t"));
+        topic.partition_data = batches
+            .iter()
+            .enumerate()
+            .map(|(i, records)| {
+                let mut data = PartitionProduceData::default();
+                data.index = i as i32;
+                data.records = records.clone();
+                data
+            })
+            .collect();
+        request.topic_data = vec![topic];
+        let version = 9;
+        Request {
+            key: ApiKey::Produce,
+            header: RequestHeader::default().with_request_api_version(version),
+            body: encode(&request, version).expect("encodes"),
+        }
+    }
+
+    #[test]
+    fn only_idempotent_answered_produces_are_pipelined() {
+        let idempotent = Some(batch(Some(7)));
+        let plain = Some(batch(None));
+        assert!(
+            pipelined_produce(&produce(-1, &[idempotent.clone(), idempotent.clone()])).is_some()
+        );
+        assert!(pipelined_produce(&produce(1, std::slice::from_ref(&idempotent))).is_some());
+        // A plain batch anywhere, no records, or no answer: in turn.
+        assert!(pipelined_produce(&produce(-1, &[idempotent.clone(), plain])).is_none());
+        assert!(pipelined_produce(&produce(-1, &[idempotent.clone(), None])).is_none());
+        assert!(pipelined_produce(&produce(0, std::slice::from_ref(&idempotent))).is_none());
+        // Two idempotent batches back to back in one partition's records.
+        let mut two = BytesMut::new();
+        two.extend_from_slice(idempotent.as_deref().unwrap_or_default());
+        two.extend_from_slice(idempotent.as_deref().unwrap_or_default());
+        assert!(pipelined_produce(&produce(-1, &[Some(two.freeze())])).is_some());
+        // Bytes that are not a batch.
+        let garbage = Some(Bytes::from_static(&[1, 2, 3]));
+        assert!(pipelined_produce(&produce(-1, &[garbage])).is_none());
+    }
+}
