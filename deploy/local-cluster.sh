@@ -9,8 +9,10 @@
 #   deploy/local-cluster.sh status [--dir DIR]
 #   deploy/local-cluster.sh down [--dir DIR]
 #
-# Clients use any proxy: sluice topic list --server 127.0.0.1:7070
-# Ports: proxies 7070, 7080, ...; controller 7091; brokers 7101, 7102, ...;
+# Clients use any proxy: sluice topic list --server 127.0.0.1:7070, or Kafka
+# clients: kcat -b 127.0.0.1:9092 -L
+# Ports: proxies 7070, 7080, ... (Kafka 9092, 9102, ...); controller 7091;
+# brokers 7101, 7102, ...;
 # etcd 2379 (peer 2380). Set SLUICE_BASE_PORT to shift them all (for a
 # second cluster). etcd comes from Debian's etcd-server package.
 set -euo pipefail
@@ -93,7 +95,8 @@ up() {
   done
   for i in $(seq 1 "$brokers"); do wait_log "broker-$i" "sluice broker"; done
   for i in $(seq 0 $((proxies - 1))); do
-    start "proxy-$i" "$bin" proxy --etcd "$endpoints" --grpc-addr "127.0.0.1:$((7070 + 10 * i + base))" "${storage[@]}"
+    start "proxy-$i" "$bin" proxy --etcd "$endpoints" --grpc-addr "127.0.0.1:$((7070 + 10 * i + base))" \
+      --kafka-addr "127.0.0.1:$((9092 + 10 * i + base))" "${storage[@]}"
   done
   for i in $(seq 0 $((proxies - 1))); do wait_log "proxy-$i" "sluice proxy"; done
   status
@@ -110,7 +113,7 @@ status() {
     pid=$(cat "$pid_file")
     if kill -0 "$pid" 2>/dev/null; then state=running; else state=stopped; fi
     local addr
-    addr=$(grep -o -m1 'grpc=[^ ]*' "$dir/$name.log" 2>/dev/null | cut -d= -f2 || true)
+    addr=$(grep -o -m1 'grpc=[^ ]*\( kafka=[^ ]*\)\?' "$dir/$name.log" 2>/dev/null | sed 's/grpc=//' || true)
     printf '%-12s %-8s pid %-8s %s\n' "$name" "$state" "$pid" "${addr:-}"
   done
   [ "$any" = 1 ] || echo "no cluster in $dir"

@@ -100,6 +100,10 @@ pub struct JoinResult {
     /// `sluice` groups: this member's partitions.
     pub assignment: Partitions,
     pub session_timeout: Duration,
+    /// A leader-assigned group's leader came back as a static member and
+    /// nothing changed: it must not assign again (Kafka's KIP-814), only
+    /// fetch its assignment with SyncGroup.
+    pub skip_assignment: bool,
 }
 
 /// A join waiting for the rebalance to end.
@@ -431,7 +435,8 @@ impl Group {
                         self.select_protocol() == self.protocol
                     };
                     if unchanged && self.state == GroupState::Stable {
-                        let result = self.result_for(&new_member_id);
+                        let mut result = self.result_for(&new_member_id);
+                        result.skip_assignment = !result.members.is_empty();
                         let _ = waiter.send(Ok(result));
                         return;
                     }
@@ -773,6 +778,7 @@ impl Group {
             members,
             assignment: member.map(|m| m.assignment.clone()).unwrap_or_default(),
             session_timeout: member.map(|m| m.session_timeout).unwrap_or_default(),
+            skip_assignment: false,
         }
     }
 

@@ -127,6 +127,7 @@ impl v1::groups_server::Groups for GroupsService {
                 })
                 .collect(),
             protocol_type,
+            skip_assignment: result.skip_assignment,
         }))
     }
 

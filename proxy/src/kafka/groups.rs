@@ -126,6 +126,7 @@ pub(super) async fn join_group(
     request: JoinGroupRequest,
     client_id: &str,
     peer: SocketAddr,
+    version: i16,
 ) -> JoinGroupResponse {
     let group = request.group_id.0.to_string();
     let member_id = request.member_id.to_string();
@@ -162,6 +163,9 @@ pub(super) async fn join_group(
             response.protocol_name = Some(text(answer.assignor));
             response.leader = text(answer.leader_id);
             response.member_id = text(answer.member_id);
+            // Only version 9 has the field; older leaders assign again and
+            // SyncGroup gives them the assignment in force.
+            response.skip_assignment = answer.skip_assignment && version >= 9;
             response.members = answer
                 .members
                 .into_iter()

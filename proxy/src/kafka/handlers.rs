@@ -158,7 +158,7 @@ pub(super) async fn handle(
             let request = JoinGroupRequest::decode(&mut body, version)?;
             let client_id = header.client_id.as_deref().unwrap_or_default();
             encode(
-                &groups::join_group(service, request, client_id, peer).await,
+                &groups::join_group(service, request, client_id, peer, version).await,
                 version,
             )?
         }

@@ -630,6 +630,10 @@ fn a_static_consumer_returning_with_other_metadata_keeps_its_assignment() {
     // differs, the protocol the group selects does not.
     let again = joined(h.join(static_request("", b"owns-0-1-2"), "a-again"));
     assert_eq!(again.generation, 1);
+    assert!(
+        again.skip_assignment,
+        "the returning leader must not assign again"
+    );
     assert_eq!(h.group.state(), GroupState::Stable);
     assert_eq!(h.group.rebalances(), rebalances, "no rebalance");
     let mut sync = h.sync("a-again", 1, Vec::new());
