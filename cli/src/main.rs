@@ -98,6 +98,7 @@ fn main() -> ExitCode {
         );
         if !server {
             serve::init_logging_at("warn");
+            quiet_when_stdout_closes();
         }
         match cli.command {
             Command::Standalone(args) => standalone::run(args).await,
@@ -120,9 +121,38 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", client::one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sluice consume … | head`: when whatever reads a client verb's output
+/// goes away, the verb stops quietly, as Unix tools do, instead of Rust's
+/// print macros panicking on the closed pipe.
+fn quiet_when_stdout_closes() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+/// The error is a write to a closed stdout.
+fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
