@@ -240,6 +240,41 @@ async fn consume_follow_waits_for_new_messages() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn client_verbs_stop_quietly_when_their_reader_goes_away() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let server = Standalone::start_temp(&[])?;
+    server.cli(&["topic", "create", "piped", "--partitions", "1"], None)?;
+    let lines: String = (0..20_000).map(|i| format!("line-{i}\n")).collect();
+    server.cli(&["produce", "piped"], Some(lines.as_bytes()))?;
+    // `sluice consume … | head -1`: far more output than a pipe holds.
+    for args in [vec!["consume", "piped", "--from-beginning"]] {
+        let mut child = Command::new(sluice_bin())
+            .args(&args)
+            .args(["--server", &server.server()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut first = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut first)?;
+        // The reader is gone (dropped with the BufReader).
+        let output = tokio::time::timeout(
+            DEADLINE,
+            tokio::task::spawn_blocking(move || child.wait_with_output()),
+        )
+        .await???;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        assert!(
+            output.status.success() && stderr.is_empty(),
+            "{args:?}: {:?}, stderr: {stderr}",
+            output.status
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn topic_verbs_create_list_describe_delete() -> anyhow::Result<()> {
     let server = Standalone::start_temp(&[])?;
     server.cli(
