@@ -45,7 +45,9 @@ pub(super) const MAX_API_VERSIONS: i16 = 3;
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    // Version 7 adds the max-timestamp query (-3), which Sluice has no
+    // index for.
+    (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, MAX_API_VERSIONS),
     (ApiKey::InitProducerId, 0, 4),
@@ -363,6 +365,7 @@ pub(super) fn error_code(error: ProxyError) -> i16 {
         Some("PRODUCER_FENCED") => code::INVALID_PRODUCER_EPOCH,
         Some("UNKNOWN_PRODUCER_ID") => code::UNKNOWN_PRODUCER_ID,
         Some("STORAGE_UNAVAILABLE") => code::KAFKA_STORAGE_ERROR,
+        Some("BAD_REQUEST") => code::INVALID_REQUEST,
         _ => {
             tracing::warn!(error = %status.message(), "Kafka request failed");
             code::UNKNOWN_SERVER_ERROR
@@ -669,6 +672,11 @@ async fn list_one(
     match timestamp {
         -2 => Ok((view.log_start_offset, -1)),
         -1 => Ok((view.high_watermark, -1)),
+        t if t < 0 => Err(ProxyError::BadRequest {
+            reason: format!(
+                "timestamp {t}: only -2 (earliest), -1 (latest) and times are supported"
+            ),
+        }),
         t => Ok(
             read::offset_for_timestamp(&view, service.backend.volumes(), t)
                 .await?
