@@ -195,10 +195,22 @@ impl v1::admin_server::Admin for AdminService {
         &self,
         request: Request<v1::DeleteTopicRequest>,
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
+        let name = request.into_inner().name;
         self.admin
-            .delete_topic(&request.into_inner().name)
+            .delete_topic(&name)
             .await
             .map_err(ProxyError::from)?;
+        // Answered once this proxy has stopped serving the topic too (as
+        // Kafka answers DeleteTopics once the brokers' metadata has it), so
+        // a Metadata request right after does not list it.
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        while self.backend.partition_count(&name).is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(topic = %name, "still served {READY_TIMEOUT:?} after its deletion");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         Ok(Response::new(v1::DeleteTopicResponse {}))
     }
 
