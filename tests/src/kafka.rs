@@ -83,3 +83,36 @@ pub async fn call<Q: Encodable, R: Decodable>(
         .call(key, version, request)
         .await
 }
+
+/// Runs `python3 tests/kafka/SCRIPT ARGS` and returns its stdout once it
+/// exits 0 with "ok" as its last line; otherwise (or after `timeout`, when
+/// it is killed with what it started) an error with its output.
+pub async fn run_script(
+    script: &str,
+    args: &[&str],
+    timeout: std::time::Duration,
+) -> anyhow::Result<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kafka")
+        .join(script);
+    let child = tokio::process::Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot run python3 {}", path.display()))?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .map_err(|_| anyhow::anyhow!("{script} {args:?} did not finish within {timeout:?}"))??;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    anyhow::ensure!(
+        output.status.success() && stdout.lines().last() == Some("ok"),
+        "{script} {args:?} failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(stdout)
+}

@@ -224,22 +224,8 @@ async fn confluent_kafka_admin_creates_grows_and_deletes_topics() -> anyhow::Res
         return Ok(());
     }
     let (_server, kafka) = kafka_server()?;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/admin.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("python3")
-            .arg(&script)
-            .arg(kafka.to_string())
-            .output(),
-    )
-    .await??;
-    assert!(
-        output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "ok",
-        "{} failed:\n{}\n{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    sluice_tests::kafka::run_script("admin.py", &[&kafka.to_string()], Duration::from_secs(60))
+        .await?;
     Ok(())
 }
 

@@ -257,26 +257,10 @@ async fn delete_records_raises_the_log_start_for_good() -> anyhow::Result<()> {
 
 /// Runs tests/kafka/records.py against `kafka` in `phase`.
 async fn records_py(kafka: SocketAddr, phase: &str) -> anyhow::Result<()> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kafka/records.py");
-    let output = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new("python3")
-            .arg(&script)
-            .arg(kafka.to_string())
-            .arg(phase)
-            .output(),
-    )
-    .await
-    .with_context(|| format!("{} {phase} did not finish in 120 s", script.display()))??;
-    if !(output.status.success() && String::from_utf8_lossy(&output.stdout).trim() == "ok") {
-        bail!(
-            "{} {phase} failed:\n{}\n{}",
-            script.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
+    let kafka = kafka.to_string();
+    sluice_tests::kafka::run_script("records.py", &[&kafka, phase], Duration::from_secs(120))
+        .await
+        .map(drop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

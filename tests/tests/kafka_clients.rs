@@ -14,32 +14,13 @@
 //! unless SLUICE_TEST_SERVERS_REQUIRED is set (scripts/test.sh sets it;
 //! scripts/testenv/install.sh installs the modules).
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sluice_tests::Standalone;
+use sluice_tests::kafka::run_script;
 
 /// Longest a scenario may take.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Whether python3 can import `module` (PyPI's `package`).
-fn python_module(module: &str, package: &str) -> bool {
-    let found = std::process::Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("SLUICE_TEST_SERVERS_REQUIRED").is_none(),
-            "python3 with {package} is not installed (scripts/testenv/install.sh installs it)"
-        );
-        eprintln!("skipped: python3 with {package} is not installed");
-    }
-    found
-}
 
 /// Starts a standalone server with Kafka and runs `tests/kafka/SCRIPT ARGS
 /// BROKER`; fails unless the script ends with "ok" within the timeout.
@@ -49,36 +30,13 @@ async fn run_against_server(script: &str, args: &[&str]) -> anyhow::Result<()> {
     let server = Standalone::start_temp(&["--kafka-addr", "127.0.0.1:0"])?;
     let kafka = server
         .kafka_addr
-        .ok_or_else(|| anyhow::anyhow!("the server did not announce its Kafka address"))?;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("kafka")
-        .join(script);
+        .ok_or_else(|| anyhow::anyhow!("the server did not announce its Kafka address"))?
+        .to_string();
     let started = Instant::now();
-    let child = tokio::process::Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .arg(kafka.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let output = tokio::time::timeout(SCENARIO_TIMEOUT, child.wait_with_output())
+    let args: Vec<&str> = args.iter().copied().chain([kafka.as_str()]).collect();
+    let stdout = run_script(script, &args, SCENARIO_TIMEOUT)
         .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "{script} {args:?} did not finish within {SCENARIO_TIMEOUT:?}; server log:\n{}",
-                tail(&server.log())
-            )
-        })??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.lines().last() == Some("ok"),
-        "{script} {args:?} failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
-        output.status,
-        tail(&server.log())
-    );
+        .map_err(|e| anyhow::anyhow!("{e}\nserver log:\n{}", tail(&server.log())))?;
     println!(
         "{script} {args:?} passed in {:.1} s:\n{stdout}",
         started.elapsed().as_secs_f64()
@@ -96,7 +54,7 @@ fn tail(log: &str) -> &str {
 }
 
 async fn groups_scenario(scenario: &str) -> anyhow::Result<()> {
-    if !python_module("confluent_kafka", "confluent-kafka") {
+    if !sluice_tests::python_has("confluent_kafka") {
         return Ok(());
     }
     run_against_server("groups.py", &[scenario]).await
@@ -167,7 +125,7 @@ async fn admin_client_lists_describes_and_deletes_consumer_groups() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_python_infers_the_version_round_trips_headers_and_resumes_from_commits()
 -> anyhow::Result<()> {
-    if !python_module("kafka", "kafka-python") {
+    if !sluice_tests::python_has("kafka") {
         return Ok(());
     }
     run_against_server("kafka_python.py", &[]).await
