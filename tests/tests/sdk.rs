@@ -15,8 +15,8 @@ use anyhow::{Context, bail};
 use sluice_proto::v1;
 use sluice_record::BatchHeader;
 use sluice_sdk::{
-    Admin, Compression, Consumer, ConsumerRecord, Error, OffsetReset, Partitioner, Producer,
-    RebalanceListener, Record, ResetTo, TopicConfig, TopicPartition, async_trait,
+    Admin, Compression, Consumer, ConsumerRecord, Error, OffsetReset, OffsetSpec, Partitioner,
+    Producer, RebalanceListener, Record, ResetTo, TopicConfig, TopicPartition, async_trait,
 };
 use sluice_tests::group::{numbered, produce_numbered};
 use sluice_tests::{Standalone, read_all, read_batches, wait_for};
@@ -1371,6 +1371,32 @@ async fn admin_creates_lists_describes_grows_and_deletes_topics() -> anyhow::Res
         .map(|p| (p.partition, p.start_offset, p.end_offset))
         .collect();
     assert_eq!(ends, [(0, 0, 10), (1, 0, 10)]);
+
+    // Records before an offset go for good; readers start there.
+    assert_eq!(admin.delete_records("events", 0, Some(4)).await?, 4);
+    assert_eq!(
+        admin.list_offset("events", 0, OffsetSpec::Earliest).await?,
+        Some(4)
+    );
+    assert_eq!(
+        admin.delete_records("events", 0, Some(2)).await?,
+        4,
+        "never lowered"
+    );
+    let error = must_fail(
+        "deleting past the end",
+        admin.delete_records("events", 0, Some(11)),
+    )
+    .await?;
+    assert_eq!(error.code(), Some("OFFSET_OUT_OF_RANGE"), "{error}");
+    assert_eq!(admin.delete_records("events", 1, None).await?, 10);
+    let described = admin.describe_topic("events").await?;
+    let starts: Vec<i64> = described
+        .partitions
+        .iter()
+        .map(|p| p.start_offset)
+        .collect();
+    assert_eq!(starts, [4, 10]);
 
     // A producer that knows the topic with 2 partitions...
     let producer = Producer::builder([server.server()]).build().await?;

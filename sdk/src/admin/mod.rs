@@ -184,6 +184,34 @@ impl Admin {
         Ok(topic.into())
     }
 
+    /// Delete a partition's records before `before` (`None`: all of them,
+    /// up to the end), as Kafka's DeleteRecords does: its log start offset
+    /// rises there for good, readers start there, and whole segments below
+    /// it are removed from storage. Returns the new log start offset. An
+    /// offset at or below the current start changes nothing; one past the
+    /// end is `OFFSET_OUT_OF_RANGE`.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        before: Option<i64>,
+    ) -> Result<i64> {
+        let request = v1::DeleteRecordsRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset: before.unwrap_or(-1),
+        };
+        // Safe to send again: deleting up to the same offset twice is one deletion.
+        let answer = self
+            .connection
+            .call("delete records", self.deadline(), |channel| {
+                let request = request.clone();
+                async move { admin_client(channel).delete_records(request).await }
+            })
+            .await?;
+        Ok(answer.log_start_offset)
+    }
+
     /// The controller, brokers and proxies of the cluster.
     pub async fn cluster_status(&self) -> Result<ClusterStatus> {
         let status = self
