@@ -124,9 +124,14 @@ async fn describe(admin: &Admin, group: &str) -> anyhow::Result<()> {
     for m in &g.members {
         let instance = m.instance_id.as_deref().unwrap_or("-");
         println!(
-            "  member {} (client {}, instance {instance}, session {} ms): {} partition(s)",
+            "  member {} (client {} at {}, instance {instance}, session {} ms): {} partition(s)",
             m.member_id,
             m.client_id,
+            if m.client_host.is_empty() {
+                "-"
+            } else {
+                m.client_host.as_str()
+            },
             m.session_timeout.as_millis(),
             m.assignment.len()
         );

@@ -201,6 +201,13 @@ async fn the_group_resumes_after_the_coordinator_is_killed() -> anyhow::Result<(
         fully_committed,
     )
     .await?;
+    // Members are shown where they connect from.
+    let hosts: Vec<&str> = before
+        .members
+        .iter()
+        .map(|m| m.client_host.as_str())
+        .collect();
+    assert_eq!(hosts, ["/127.0.0.1", "/127.0.0.1"], "{before:?}");
 
     // The coordinator is the controller whose log says it coordinates now.
     let coordinating = |log: &str| {

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::GroupError;
 pub use group::{Group, GroupState, JoinRequest, JoinResult, Protocol, SLUICE_PROTOCOL};
-pub use service::{CoordinatorSlot, GroupsService};
+pub use service::{CoordinatorSlot, GroupsService, client_host};
 
 /// The election coordinators campaign in.
 pub const ELECTION: &str = "/sluice/coordinator/leader";

@@ -69,13 +69,24 @@ fn committed(((topic, partition), c): ((String, u32), super::Committed)) -> v1::
     }
 }
 
+/// Where a member connects from, as Kafka shows it ("/IP"): what the
+/// caller said (a proxy forwarding a Kafka client's join), or the caller.
+pub fn client_host(given: String, peer: Option<std::net::SocketAddr>) -> String {
+    match peer {
+        Some(peer) if given.is_empty() => format!("/{}", peer.ip()),
+        _ => given,
+    }
+}
+
 #[tonic::async_trait]
 impl v1::groups_server::Groups for GroupsService {
     async fn join_group(
         &self,
         request: Request<v1::JoinGroupRequest>,
     ) -> Result<Response<v1::JoinGroupResponse>, Status> {
-        let r = request.into_inner();
+        let peer = request.remote_addr();
+        let mut r = request.into_inner();
+        r.client_host = client_host(r.client_host, peer);
         let coordinator = self.slot.get()?;
         let sluice = r.protocol_type.is_empty() || r.protocol_type == SLUICE_PROTOCOL;
         let protocols = if !sluice {

@@ -146,7 +146,10 @@ macro_rules! forward {
                 &self,
                 request: Request<v1::JoinGroupRequest>,
             ) -> Result<Response<v1::JoinGroupResponse>, Status> {
-                let request = request.into_inner();
+                // The coordinator would see this proxy: name the client.
+                let peer = request.remote_addr();
+                let mut request = request.into_inner();
+                request.client_host = coordinator::client_host(request.client_host, peer);
                 let first = request.member_id.is_empty();
                 self.forward_with(!first, |mut client| {
                     let request = request.clone();

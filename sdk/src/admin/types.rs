@@ -240,6 +240,8 @@ pub struct MemberDescription {
     pub instance_id: Option<String>,
     /// Its client id.
     pub client_id: String,
+    /// Where it connects from, as Kafka shows it: "/IP".
+    pub client_host: String,
     /// Its partitions.
     pub assignment: Vec<TopicPartition>,
     /// Its session timeout.
@@ -290,6 +292,7 @@ impl From<v1::MemberDescription> for MemberDescription {
             member_id: member.member_id,
             instance_id: Some(member.instance_id).filter(|id| !id.is_empty()),
             client_id: member.client_id,
+            client_host: member.client_host,
             assignment: partitions_of(member.assignment),
             session_timeout: Duration::from_millis(u64::from(member.session_timeout_ms)),
         }
