@@ -243,7 +243,8 @@ impl Broker {
             .collect()
     }
 
-    /// Changes whenever a partition starts or stops on this broker.
+    /// Changes whenever a partition starts or stops on this broker, and
+    /// whenever a topic appears, changes or goes.
     pub fn partition_changes(&self) -> watch::Receiver<u64> {
         self.partitions_changed.subscribe()
     }
@@ -314,6 +315,7 @@ impl Broker {
 
     fn topic_put(&self, topic: &str, record: TopicRecord) {
         self.lock().topics.insert(topic.to_owned(), record);
+        self.partitions_changed.send_modify(|n| *n += 1);
     }
 
     async fn assignment_put(
@@ -389,6 +391,7 @@ impl Broker {
     /// Stops the topic's partitions and deletes their data on every volume.
     async fn topic_deleted(&self, topic: &str) {
         let removed = self.lock().topics.remove(topic);
+        self.partitions_changed.send_modify(|n| *n += 1);
         let doomed: Vec<PartitionKey> = self
             .lock()
             .partitions

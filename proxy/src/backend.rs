@@ -42,6 +42,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn volumes(&self) -> &VolumeSet;
     /// Waits until the partition accepts writes and serves reads, up to `timeout`.
     async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool;
+    /// Changes whenever the topics or partitions this backend knows change.
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64>;
     /// The storage request counts of this process and of every broker.
     async fn volume_stats(&self) -> Vec<v1::NodeVolumeStats>;
 }
@@ -100,6 +102,10 @@ impl Backend for LocalBackend {
 
     async fn wait_ready(&self, key: &PartitionKey, timeout: Duration) -> bool {
         self.broker.wait_ready(key, timeout).await
+    }
+
+    fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.broker.partition_changes()
     }
 
     async fn volume_stats(&self) -> Vec<v1::NodeVolumeStats> {

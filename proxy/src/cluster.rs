@@ -407,6 +407,10 @@ impl Backend for ClusterBackend {
         tokio::time::timeout(timeout, wait).await.unwrap_or(false)
     }
 
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
     async fn volume_stats(&self) -> Vec<v1::NodeVolumeStats> {
         let brokers: Vec<(u64, String)> = {
             let state = self.lock();

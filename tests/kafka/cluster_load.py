@@ -22,7 +22,8 @@ deadline = time.monotonic() + 150
 acked = {}  # value -> (partition, offset)
 failed = []
 consumed = {}  # (partition, offset) -> value
-lock = threading.Lock()
+seen = set()  # the values consumed
+lock = threading.Condition()  # notified on every consumed message
 stop = threading.Event()
 
 
@@ -56,6 +57,8 @@ def consume(name):
             continue
         with lock:
             consumed[(msg.partition(), msg.offset())] = msg.value().decode()
+            seen.add(msg.value().decode())
+            lock.notify_all()
         try:
             consumer.commit(msg, asynchronous=True)
         except Exception as e:  # a commit during a rebalance: at least once
@@ -96,12 +99,10 @@ produce(range(total // 2, total))
 left = producer.flush(100)
 log(f"acknowledged {len(acked)}, failed {len(failed)}, unflushed {left}")
 
-while time.monotonic() < deadline:
-    with lock:
-        seen = set(consumed.values())
-    if seen.issuperset(acked):
-        break
-    time.sleep(0.2)
+with lock:
+    # Cheap until every acknowledged value may be in: a count first.
+    lock.wait_for(lambda: len(seen) >= len(acked) and seen.issuperset(acked),
+                  timeout=max(0.0, deadline - time.monotonic()))
 stop.set()
 for t in consumers:
     t.join(30)

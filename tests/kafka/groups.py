@@ -169,19 +169,26 @@ def member(broker, group, topic, name, options):
 
 
 def wait_until(what, condition, timeout=DEADLINE):
-    """Polls `condition` until it returns something true; fails after
-    `timeout` seconds, or as soon as a member process dies unasked."""
+    """Waits until `condition` returns something true, asking it again as
+    soon as any member reports (and at least every 50 ms, for conditions on
+    the cluster itself); fails after `timeout` seconds, or as soon as a
+    member process dies unasked."""
     deadline = time.monotonic() + timeout
     while True:
+        with Member.reported:
+            reports = Member.reports
         value = condition()
         if value:
             return value
         for member in Member.running:
             code = member.process.poll()
             assert code is None, f"member {member.name} exited with {code} (see its stderr)"
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+        with Member.reported:
+            Member.reported.wait_for(lambda: Member.reports != reports,
+                                     timeout=min(left, 0.05))
 
 
 class Member:
@@ -189,6 +196,9 @@ class Member:
 
     # Those not killed or closed.
     running = []
+    # Notified on every report of any member (and when one's output ends).
+    reported = threading.Condition()
+    reports = 0
 
     def __init__(self, broker, group, topic, name, **options):
         self.name = name
@@ -197,7 +207,6 @@ class Member:
              json.dumps(options)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._events = []
-        self._lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         Member.running.append(self)
@@ -205,11 +214,16 @@ class Member:
     def _read(self):
         for line in self.process.stdout:
             event = json.loads(line)
-            with self._lock:
+            with Member.reported:
                 self._events.append(event)
+                Member.reports += 1
+                Member.reported.notify_all()
+        with Member.reported:
+            Member.reports += 1
+            Member.reported.notify_all()
 
     def events(self):
-        with self._lock:
+        with Member.reported:
             return list(self._events)
 
     def assignment(self, events=None):

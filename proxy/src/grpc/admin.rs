@@ -203,13 +203,16 @@ impl v1::admin_server::Admin for AdminService {
         // Answered once this proxy has stopped serving the topic too (as
         // Kafka answers DeleteTopics once the brokers' metadata has it), so
         // a Metadata request right after does not list it.
-        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-        while self.backend.partition_count(&name).is_some() {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(topic = %name, "still served {READY_TIMEOUT:?} after its deletion");
-                break;
+        let mut changes = self.backend.changes();
+        let gone = async {
+            while self.backend.partition_count(&name).is_some() {
+                if changes.changed().await.is_err() {
+                    break;
+                }
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        if tokio::time::timeout(READY_TIMEOUT, gone).await.is_err() {
+            tracing::warn!(topic = %name, "still served {READY_TIMEOUT:?} after its deletion");
         }
         Ok(Response::new(v1::DeleteTopicResponse {}))
     }
